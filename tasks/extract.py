@@ -1,0 +1,230 @@
+"""One shard of extraction: features -> attention maps -> scaled maps -> embeddings + statistics -> rows."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from prefect import task
+from tqdm.auto import tqdm
+
+from tasks.attention import STATISTICS, QAModel, attention_maps, head_statistics, load_qa_model, scale_maps
+from tasks.config import ExtractConfig, fingerprint
+from tasks.errors import InputError
+from tasks.encode import EMBEDDING_DIM, Encoder, build_encoder, embed, prepare, resolve_precision
+from tasks.squad import Features, ShardPlan, SquadFile, load_squad, plan_shards, shard_features, tokenize
+from tasks.store import (
+    Destination,
+    ensure_dataset_record,
+    published_manifest,
+    published_manifests,
+    publish_shard,
+    remove_stale_staging,
+    row_schema,
+    rows_table,
+    shard_name,
+    staging_dir,
+)
+
+FORMAT = "squad-attention-atlas/1"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Models:
+    """What a worker process holds for the whole run: the QA model, the encoder and their device."""
+
+    qa: QAModel
+    encoder: Encoder
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class ExtractionPlan:
+    """The dataset record (written to dataset.json) and the shards that make the dataset."""
+
+    record: dict
+    shards: list[ShardPlan]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.record["fingerprint"]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_models(model: str, revision: str | None, weights: str, sha256: str | None, seed: int,
+                 bn_mode: str, scaling: str, device: str) -> Models:
+    target = resolve_device(device)
+    qa = load_qa_model(model, revision, seed)
+    qa.model.to(target)
+    encoder = build_encoder(weights, sha256, seed, bn_mode, normalise=scaling == "map")
+    return Models(qa, prepare(encoder, target), target)
+
+
+def models_for(cfg: ExtractConfig) -> Models:
+    """The models for `cfg`, loaded once per process."""
+    return _load_models(cfg.model, cfg.model_revision, cfg.encoder_weights, cfg.encoder_sha256, cfg.seed,
+                        cfg.bn_mode, cfg.scaling, cfg.device)
+
+
+@functools.lru_cache(maxsize=2)
+def squad_file(source: str) -> SquadFile:
+    """The validated SQuAD file, read once per process."""
+    return load_squad(source)
+
+
+def resolve(cfg: ExtractConfig) -> ExtractConfig:
+    """`cfg` with 'auto' precision made concrete for this machine, so that the dataset records it."""
+    return cfg.model_copy(update={"precision": resolve_precision(cfg.precision, resolve_device(cfg.device))})
+
+
+def plan_extraction(cfg: ExtractConfig) -> ExtractionPlan:
+    """Reads and tokenizes the whole input, loads the models, and builds the dataset record and shard plan.
+    Every input error (bad file, unknown model, bad weights) surfaces here, before anything is written.
+    `cfg` must be resolved (see `resolve`)."""
+    if cfg.precision == "auto":
+        raise ValueError("plan_extraction needs a resolved config: call resolve(cfg) first")
+    squad = squad_file(cfg.source)
+    models = models_for(cfg)
+    features = tokenize(squad.examples, models.qa.tokenizer, cfg.max_length, cfg.doc_stride, cfg.max_query_length)
+    shards = plan_shards(features, cfg.shard_size)
+    model = {**models.qa.identity, "layers": models.qa.n_layers, "heads": models.qa.n_heads}
+    encoder = {**models.encoder.identity, "dim": EMBEDDING_DIM}
+    config = cfg.content()
+    source = {"location": config.pop("source"), "sha256": squad.sha256,
+              "examples": len(squad.examples), "features": len(features)}
+    identity = {"config": config, "source_sha256": squad.sha256, "model": model, "encoder": encoder}
+    record = {
+        "format": FORMAT,
+        "fingerprint": fingerprint(identity),
+        "config": config,
+        "source": source,
+        "model": model,
+        "encoder": encoder,
+        "statistics": list(STATISTICS),
+        "shards": {"count": len(shards), "size": cfg.shard_size, "rows_per_feature": model["layers"] * model["heads"]},
+    }
+    if cfg.shards is not None:
+        unknown = sorted(set(cfg.shards) - {p.index for p in shards})
+        if unknown:
+            raise InputError(f"shards: {unknown} do not exist (the input makes shards 0..{len(shards) - 1})")
+        shards = [p for p in shards if p.index in set(cfg.shards)]
+    return ExtractionPlan(record, shards)
+
+
+def _batches(features: Features, size: int) -> Iterator[Features]:
+    for start in range(0, len(features), size):
+        yield features.take(slice(start, start + size))
+
+
+def embed_features(batch: Features, models: Models, cfg: ExtractConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (features * layers * heads, 2048) and statistics (features, layers, heads, n) of a batch."""
+    device = models.device
+    ids = torch.from_numpy(batch.input_ids).long().to(device)
+    mask = torch.from_numpy(batch.attention_mask).long().to(device)
+    types = torch.from_numpy(batch.token_type_ids).long().to(device)
+    maps = attention_maps(models.qa.model, ids, mask, types)
+    tokenizer = models.qa.tokenizer
+    stats = head_statistics(maps, ids, mask, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    flat = maps.flatten(0, 2)
+    embeddings = torch.cat([
+        embed(models.encoder, scale_maps(chunk, cfg.scaling), cfg.precision)
+        for chunk in flat.split(cfg.encoder_batch)
+    ])
+    return embeddings.cpu().numpy(), stats.cpu().numpy()
+
+
+def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: dict, show_progress: bool = True) -> dict:
+    """Computes one shard's rows, writes them as Parquet, verifies and publishes; returns the manifest."""
+    dest = Destination.open(cfg.dest)
+    squad = squad_file(cfg.source)
+    if squad.sha256 != record["source"]["sha256"]:
+        raise InputError(f"{cfg.source}: the file changed since the dataset was planned")
+    models = models_for(cfg)
+    features = shard_features(squad.examples, plan, models.qa.tokenizer, cfg.max_length, cfg.doc_stride,
+                              cfg.max_query_length)
+    schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS)
+    maps_per_feature = models.qa.n_layers * models.qa.n_heads
+    started = time.perf_counter()
+    with staging_dir(dest) as staging:
+        local = staging / f"{shard_name(plan.index)}.parquet"
+        bar = tqdm(total=len(features), desc=shard_name(plan.index), unit="feature", disable=not show_progress)
+        with pq.ParquetWriter(local, schema, compression="zstd") as writer, bar:
+            for batch in _batches(features, cfg.bert_batch):
+                embeddings, stats = embed_features(batch, models, cfg)
+                writer.write_table(rows_table(schema, batch.feature_id, batch.question_id, batch.span,
+                                              embeddings, stats))
+                bar.update(len(batch))
+        seconds = time.perf_counter() - started
+        manifest = publish_shard(dest, plan.index, local, schema, len(features) * maps_per_feature, {
+            "fingerprint": record["fingerprint"],
+            "features": [plan.feature_start, plan.feature_stop],
+            "seconds": round(seconds, 3),
+            "maps_per_second": round(len(features) * maps_per_feature / seconds, 2),
+        })
+    log.info("%s: %d rows published to %s (%.1f maps/s)", shard_name(plan.index), manifest["rows"],
+             cfg.dest, manifest["maps_per_second"])
+    return manifest
+
+
+def prepare_destination(cfg: ExtractConfig, plan: ExtractionPlan) -> dict[int, dict]:
+    """Writes or checks dataset.json, clears what killed runs left, and returns the published manifests."""
+    dest = Destination.open(cfg.dest)
+    ensure_dataset_record(dest, plan.record)
+    remove_stale_staging(dest)
+    return published_manifests(dest, plan.fingerprint)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Faults worth retrying: connections and timeouts, not bugs or bad input."""
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    return is_transient(state.result(raise_on_failure=False))
+
+
+def _published_shard_key(context: Any, inputs: dict[str, Any]) -> str | None:
+    """Prefect cache key of a shard task: (fingerprint, shard, manifest hash) once the shard is published in
+    the destination, none before. The destination stays the truth: a shard deleted there runs again."""
+    cfg, plan, record = inputs["cfg"], inputs["plan"], inputs["record"]
+    manifest = published_manifest(Destination.open(cfg.dest), plan.index, record["fingerprint"])
+    if manifest is None:
+        return None
+    return f"{record['fingerprint']}-{shard_name(plan.index)}-{manifest['sha256'][:16]}"
+
+
+@task(
+    name="extract-shard",
+    task_run_name="shard-{plan.index}",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=_retry_if_transient,
+    cache_key_fn=_published_shard_key,
+    persist_result=True,
+    result_serializer="json",
+)
+def extract_shard_task(cfg: ExtractConfig, plan: ShardPlan, record: dict) -> dict:
+    """Prefect task of one shard; a shard already published in the destination is not recomputed."""
+    published = published_manifest(Destination.open(cfg.dest), plan.index, record["fingerprint"])
+    return published or extract_shard(cfg, plan, record)
+
+
+@task(name="plan-extraction")
+def plan_extraction_task(cfg: ExtractConfig) -> tuple[ExtractionPlan, dict[int, dict]]:
+    """Prefect task: plan the dataset and prepare the destination."""
+    plan = plan_extraction(cfg)
+    return plan, prepare_destination(cfg, plan)
+

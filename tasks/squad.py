@@ -1,0 +1,271 @@
+"""SQuAD v2 input: load from any fsspec URL, validate, tokenize into QA features, plan shards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from tasks.config import EMBEDDED_SAMPLE
+from tasks.errors import InputError
+
+
+class SquadFormatError(InputError, ValueError):
+    """The input file is not a valid SQuAD v2 JSON; the message names the file, the place and the problem."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question over one context."""
+
+    question_id: str
+    title: str
+    question: str
+    context: str
+    answers: tuple[tuple[str, int], ...]
+    is_impossible: bool
+
+
+@dataclass(frozen=True)
+class SquadFile:
+    """A validated SQuAD file: its examples in file order and the sha256 of its bytes."""
+
+    source: str
+    sha256: str
+    examples: list[Example]
+
+
+@dataclass
+class Features:
+    """Tokenized QA features, one row per doc-stride window, in global feature order."""
+
+    feature_id: np.ndarray  # int64 [n]
+    example_index: np.ndarray  # int64 [n], index into the examples
+    question_id: list[str]
+    span: np.ndarray  # int16 [n], window number within the question
+    input_ids: np.ndarray  # int32 [n, max_length]
+    token_type_ids: np.ndarray  # int8 [n, max_length]
+    attention_mask: np.ndarray  # int8 [n, max_length]
+    offsets: np.ndarray  # int32 [n, max_length, 2], character offsets into the context; (-1, -1) outside it
+
+    def __len__(self) -> int:
+        return len(self.feature_id)
+
+    def take(self, rows: slice) -> Features:
+        """The features in a contiguous slice."""
+        return Features(
+            feature_id=self.feature_id[rows],
+            example_index=self.example_index[rows],
+            question_id=self.question_id[rows],
+            span=self.span[rows],
+            input_ids=self.input_ids[rows],
+            token_type_ids=self.token_type_ids[rows],
+            attention_mask=self.attention_mask[rows],
+            offsets=self.offsets[rows],
+        )
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Which features make a shard, and the examples that produce them."""
+
+    index: int
+    feature_start: int
+    feature_stop: int
+    example_start: int
+    example_stop: int
+    first_span: int  # windows of the first example that belong to the previous shard
+
+    @property
+    def n_features(self) -> int:
+        return self.feature_stop - self.feature_start
+
+
+def embedded_sample_path() -> str:
+    """Path of the SQuAD v2-format sample shipped with the project."""
+    return str(resources.files("tasks") / "data" / "squad_v2_sample.json")
+
+
+def resolve_source(source: str) -> str:
+    """Maps the 'embedded' alias to the shipped sample; leaves paths and URLs as they are."""
+    return embedded_sample_path() if source == EMBEDDED_SAMPLE else source
+
+
+def load_squad(source: str) -> SquadFile:
+    """Reads and validates a SQuAD v2 JSON from a path or fsspec URL (https://, gs://, s3://)."""
+    source = resolve_source(source)
+    try:
+        fs, path = fsspec.core.url_to_fs(source)
+        raw = fs.cat_file(path)
+    except FileNotFoundError as exc:
+        raise SquadFormatError(f"{source}: file not found") from exc
+    return parse_squad(raw, source)
+
+
+def parse_squad(raw: bytes, source: str) -> SquadFile:
+    """Decodes and validates SQuAD v2 bytes; `source` names the file in errors."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SquadFormatError(f"{source}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SquadFormatError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    examples = _validate(document, source)
+    return SquadFile(source=source, sha256=hashlib.sha256(raw).hexdigest(), examples=examples)
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise SquadFormatError(f"{where}: expected an object, got {type(obj).__name__}")
+    if key not in obj:
+        raise SquadFormatError(f"{where}: missing key '{key}'")
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise SquadFormatError(f"{where}.{key}: expected {names}, got {type(value).__name__}")
+    return value
+
+
+def _validate(document: Any, source: str) -> list[Example]:
+    examples: list[Example] = []
+    seen: dict[str, str] = {}
+    for a, article in enumerate(_field(document, "data", list, source)):
+        where_a = f"{source}: data[{a}]"
+        title = _field(article, "title", str, where_a)
+        where_a = f"{where_a} ('{title}')"
+        for p, paragraph in enumerate(_field(article, "paragraphs", list, where_a)):
+            where_p = f"{where_a} paragraphs[{p}]"
+            context = _field(paragraph, "context", str, where_p)
+            if not context.strip():
+                raise SquadFormatError(f"{where_p}.context: empty context")
+            for q, qa in enumerate(_field(paragraph, "qas", list, where_p)):
+                examples.append(_validate_qa(qa, f"{where_p} qas[{q}]", title, context, seen))
+    if not examples:
+        raise SquadFormatError(f"{source}: no questions in the file")
+    return examples
+
+
+def _validate_qa(qa: Any, where: str, title: str, context: str, seen: dict[str, str]) -> Example:
+    qid = _field(qa, "id", str, where)
+    where = f"{where} (id '{qid}')"
+    if qid in seen:
+        raise SquadFormatError(f"{where}: duplicate question id, first seen at {seen[qid]}")
+    seen[qid] = where
+    question = _field(qa, "question", str, where)
+    if not question.strip():
+        raise SquadFormatError(f"{where}.question: empty question")
+    impossible = qa.get("is_impossible", False)
+    if not isinstance(impossible, bool):
+        raise SquadFormatError(f"{where}.is_impossible: expected bool, got {type(impossible).__name__}")
+    answers = []
+    for n, answer in enumerate(_field(qa, "answers", list, where)):
+        where_n = f"{where} answers[{n}]"
+        text = _field(answer, "text", str, where_n)
+        start = _field(answer, "answer_start", int, where_n)
+        if start < 0 or start + len(text) > len(context):
+            raise SquadFormatError(
+                f"{where_n}.answer_start: {start} (+{len(text)} characters) is outside the context "
+                f"({len(context)} characters)"
+            )
+        answers.append((text, start))
+    if not impossible and not answers:
+        raise SquadFormatError(f"{where}.answers: empty, but is_impossible is false")
+    return Example(qid, title, question, context, tuple(answers), impossible)
+
+
+def _truncate_question(question: str, tokenizer: Any, max_query_length: int | None) -> str:
+    """The question cut after its first `max_query_length` tokens, as the original's preprocessing did."""
+    question = question.lstrip()  # as run_qa.py: leading spaces waste tokens
+    if max_query_length is None:
+        return question
+    offsets = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    if len(offsets) <= max_query_length:
+        return question
+    return question[: offsets[max_query_length - 1][1]]
+
+
+def tokenize(
+    examples: list[Example],
+    tokenizer: Any,
+    max_length: int,
+    doc_stride: int,
+    max_query_length: int | None,
+    first_example: int = 0,
+    first_feature: int = 0,
+) -> Features:
+    """QA features as Hugging Face's run_qa preprocessing builds them: question first, context second,
+    only the context truncated, overlapping windows of `doc_stride` tokens, padded to `max_length`.
+
+    `first_example` and `first_feature` are the global indices of `examples[0]` and of its first feature,
+    so that tokenizing a slice of the examples yields the same ids as tokenizing them all."""
+    if doc_stride >= max_length:
+        raise ValueError(f"doc_stride ({doc_stride}) must be smaller than max_length ({max_length})")
+    questions = [_truncate_question(e.question, tokenizer, max_query_length) for e in examples]
+    encoded = tokenizer(
+        questions,
+        [e.context for e in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+    local_example = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
+    n = len(local_example)
+    span = np.zeros(n, dtype=np.int16)
+    for i in range(1, n):
+        span[i] = span[i - 1] + 1 if local_example[i] == local_example[i - 1] else 0
+    offsets = np.asarray(encoded["offset_mapping"], dtype=np.int32)
+    context_tokens = np.array([[s == 1 for s in encoded.sequence_ids(i)] for i in range(n)], dtype=bool)
+    offsets[~context_tokens] = -1
+    return Features(
+        feature_id=np.arange(first_feature, first_feature + n, dtype=np.int64),
+        example_index=local_example + first_example,
+        question_id=[examples[i].question_id for i in local_example],
+        span=span,
+        input_ids=np.asarray(encoded["input_ids"], dtype=np.int32),
+        token_type_ids=np.asarray(encoded["token_type_ids"], dtype=np.int8),
+        attention_mask=np.asarray(encoded["attention_mask"], dtype=np.int8),
+        offsets=offsets,
+    )
+
+
+def plan_shards(features: Features, shard_size: int) -> list[ShardPlan]:
+    """Splits the features into shards of `shard_size`, recording which examples each shard needs."""
+    plans = []
+    for index, start in enumerate(range(0, len(features), shard_size)):
+        stop = min(start + shard_size, len(features))
+        plans.append(ShardPlan(
+            index=index, feature_start=start, feature_stop=stop,
+            example_start=int(features.example_index[start]),
+            example_stop=int(features.example_index[stop - 1]) + 1,
+            first_span=int(features.span[start]),
+        ))
+    return plans
+
+
+def shard_features(
+    examples: list[Example],
+    plan: ShardPlan,
+    tokenizer: Any,
+    max_length: int,
+    doc_stride: int,
+    max_query_length: int | None,
+) -> Features:
+    """The features of one shard, re-tokenized from only the examples it needs."""
+    features = tokenize(
+        examples[plan.example_start : plan.example_stop], tokenizer, max_length, doc_stride, max_query_length,
+        first_example=plan.example_start, first_feature=plan.feature_start - plan.first_span,
+    )
+    shard = features.take(slice(plan.first_span, plan.first_span + plan.n_features))
+    if len(shard) != plan.n_features or shard.span[0] != plan.first_span:
+        raise ValueError(f"shard {plan.index}: the examples no longer tokenize to the planned features")
+    return shard

@@ -1,0 +1,157 @@
+"""ResNet-50 encoder: weights loading and verification, input preparation, faithful BatchNorm."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import threading
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import resnet18, resnet50
+
+from tasks.encode import (
+    EMBEDDING_DIM,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WeightsError,
+    build_encoder,
+    embed,
+    to_images,
+)
+
+
+@pytest.fixture(scope="module")
+def backbone_file(tmp_path_factory):
+    """A ResNet-50 state dict with non-trivial BatchNorm parameters and statistics, plus a classifier."""
+    torch.manual_seed(1)
+    model = resnet50(weights=None)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("weights") / "resnet50.pth"
+    torch.save(model.state_dict(), path)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def scaled_maps():
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(3, 64, 64, generator=generator) * 255
+
+
+def _reference(path) -> nn.Module:
+    model = resnet50(weights=None)
+    model.load_state_dict(torch.load(path, weights_only=True))
+    model.fc = nn.Identity()
+    return model
+
+
+def test_eval_mode_equals_torchvision_with_the_same_weights(backbone_file, scaled_maps):
+    path, digest = backbone_file
+    encoder = build_encoder(str(path), sha256=digest)
+    assert encoder.identity["sha256"] == digest
+    images = to_images(scaled_maps, normalise=True)
+    expected = _reference(path).eval()(images)
+    actual = embed(encoder, scaled_maps)
+    assert actual.shape == (3, EMBEDDING_DIM)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_faithful_batchnorm_equals_the_originals_train_mode_forward_one_map_at_a_time(backbone_file, scaled_maps):
+    """Compared in float64: the equivalence is exact, float32 would only add rounding."""
+    path, _ = backbone_file
+    encoder = build_encoder(str(path), bn_mode="faithful", normalise=False).module.double()
+    reference = _reference(path).double().train()
+    images = to_images(scaled_maps.double(), normalise=False)
+    with torch.no_grad():
+        expected = torch.cat([reference(image[None]) for image in images])
+        actual = encoder(images)
+        eval_mode = build_encoder(str(path), normalise=False).module.double()(images)
+    torch.testing.assert_close(actual, expected, rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(eval_mode, expected, rtol=1e-2), "the two bn modes really differ"
+
+
+def test_input_images_replicate_the_map_with_or_without_imagenet_normalisation(scaled_maps):
+    raw = to_images(scaled_maps, normalise=False)
+    assert raw.shape == (3, 3, 64, 64)
+    for channel in range(3):
+        assert torch.equal(raw[:, channel], scaled_maps)
+    normalised = to_images(scaled_maps, normalise=True)
+    for channel in range(3):
+        expected = (scaled_maps / 255 - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+        torch.testing.assert_close(normalised[:, channel], expected)
+
+
+def test_random_weights_are_seeded_and_named():
+    a, b, c = build_encoder(seed=3), build_encoder(seed=3), build_encoder(seed=4)
+    assert a.identity["weights"] == "random-seed3"
+    first = lambda e: next(e.module.parameters())  # noqa: E731
+    assert torch.equal(first(a), first(b))
+    assert not torch.equal(first(a), first(c))
+
+
+def test_bf16_drift_is_small(backbone_file, scaled_maps):
+    encoder = build_encoder(str(backbone_file[0]))
+    cosine = torch.cosine_similarity(embed(encoder, scaled_maps, "bf16"), embed(encoder, scaled_maps, "fp32"))
+    assert cosine.min() > 0.99
+
+
+def test_wrong_sha256_is_refused(backbone_file):
+    path, _ = backbone_file
+    with pytest.raises(WeightsError, match=r"resnet50.pth: sha256 is [0-9a-f]{64}, expected 00ff"):
+        build_encoder(str(path), sha256="00ff")
+
+
+def test_other_architecture_is_refused(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(resnet18(weights=None).state_dict(), path)
+    with pytest.raises(WeightsError, match="resnet18.pth: not a ResNet-50 backbone"):
+        build_encoder(str(path))
+
+
+def test_pickled_code_is_never_executed(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": functools.partial(print, "side effect")}, path)
+    with pytest.raises(WeightsError, match="evil.pth: not a loadable tensor file"):
+        build_encoder(str(path))
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(WeightsError, match="nothing.pth: no such file"):
+        build_encoder(str(tmp_path / "nothing.pth"))
+
+
+def test_url_weights_are_downloaded_once_verified_and_cached(backbone_file, tmp_path, monkeypatch):
+    path, digest = backbone_file
+    monkeypatch.setenv("ATLAS_CACHE", str(tmp_path / "cache"))
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(path.parent), **kwargs)
+
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/resnet50.pth"
+        first = build_encoder(url, sha256=digest)
+        get_count = sum(1 for r in requests if r.endswith("resnet50.pth"))
+        second = build_encoder(url, sha256=digest)
+        assert sum(1 for r in requests if r.endswith("resnet50.pth")) == get_count, "second load used the cache"
+        with pytest.raises(WeightsError, match="sha256 is"):
+            build_encoder(url, sha256="0" * 64)
+    finally:
+        server.shutdown()
+    assert first.identity == second.identity
+    assert first.identity["weights"] == url
+    assert torch.equal(next(first.module.parameters()), next(_reference(path).parameters()))
+    assert not list((tmp_path / "cache").rglob(".resnet50.pth.*")), "no partial download left behind"
