@@ -180,15 +180,38 @@ def _validate_qa(qa: Any, where: str, title: str, context: str, seen: dict[str, 
     return Example(qid, title, question, context, tuple(answers), impossible)
 
 
-def _truncate_question(question: str, tokenizer: Any, max_query_length: int | None) -> str:
-    """The question cut after its first `max_query_length` tokens, as the original's preprocessing did."""
-    question = question.lstrip()  # as run_qa.py: leading spaces waste tokens
+def _truncate_questions(questions: list[str], tokenizer: Any, max_query_length: int | None) -> list[str]:
+    """Each question cut after its first `max_query_length` tokens, as the original's preprocessing did."""
+    questions = [q.lstrip() for q in questions]  # as run_qa.py: leading spaces waste tokens
     if max_query_length is None:
-        return question
-    offsets = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    if len(offsets) <= max_query_length:
-        return question
-    return question[: offsets[max_query_length - 1][1]]
+        return questions
+    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return [q if len(o) <= max_query_length else q[: o[max_query_length - 1][1]] for q, o in zip(questions, offsets)]
+
+
+def _tokenize_chunk(examples: list[Example], tokenizer: Any, max_length: int, doc_stride: int,
+                    max_query_length: int | None) -> dict[str, np.ndarray]:
+    encoded = tokenizer(
+        _truncate_questions([e.question for e in examples], tokenizer, max_query_length),
+        [e.context for e in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+    n = len(encoded["input_ids"])
+    offsets = np.asarray(encoded["offset_mapping"], dtype=np.int32)
+    context_tokens = np.array([[s == 1 for s in encoded.sequence_ids(i)] for i in range(n)], dtype=bool)
+    offsets[~context_tokens] = -1
+    return {
+        "example": np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64),
+        "input_ids": np.asarray(encoded["input_ids"], dtype=np.int32),
+        "token_type_ids": np.asarray(encoded["token_type_ids"], dtype=np.int8),
+        "attention_mask": np.asarray(encoded["attention_mask"], dtype=np.int8),
+        "offsets": offsets,
+    }
 
 
 def tokenize(
@@ -199,42 +222,37 @@ def tokenize(
     max_query_length: int | None,
     first_example: int = 0,
     first_feature: int = 0,
+    chunk: int = 1000,
 ) -> Features:
     """QA features as Hugging Face's run_qa preprocessing builds them: question first, context second,
     only the context truncated, overlapping windows of `doc_stride` tokens, padded to `max_length`.
 
     `first_example` and `first_feature` are the global indices of `examples[0]` and of its first feature,
-    so that tokenizing a slice of the examples yields the same ids as tokenizing them all."""
+    so that tokenizing a slice of the examples yields the same ids as tokenizing them all. Examples are
+    tokenized `chunk` at a time to bound memory."""
     if doc_stride >= max_length:
         raise ValueError(f"doc_stride ({doc_stride}) must be smaller than max_length ({max_length})")
-    questions = [_truncate_question(e.question, tokenizer, max_query_length) for e in examples]
-    encoded = tokenizer(
-        questions,
-        [e.context for e in examples],
-        truncation="only_second",
-        max_length=max_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length",
-    )
-    local_example = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
+    parts = [
+        _tokenize_chunk(examples[start : start + chunk], tokenizer, max_length, doc_stride, max_query_length)
+        for start in range(0, len(examples), chunk)
+    ]
+    for start, part in zip(range(0, len(examples), chunk), parts):
+        part["example"] += start
+    merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    local_example = merged["example"]
     n = len(local_example)
-    span = np.zeros(n, dtype=np.int16)
-    for i in range(1, n):
-        span[i] = span[i - 1] + 1 if local_example[i] == local_example[i - 1] else 0
-    offsets = np.asarray(encoded["offset_mapping"], dtype=np.int32)
-    context_tokens = np.array([[s == 1 for s in encoded.sequence_ids(i)] for i in range(n)], dtype=bool)
-    offsets[~context_tokens] = -1
+    new_example = np.ones(n, dtype=bool)
+    new_example[1:] = local_example[1:] != local_example[:-1]
+    first_row = np.maximum.accumulate(np.where(new_example, np.arange(n), 0))
     return Features(
         feature_id=np.arange(first_feature, first_feature + n, dtype=np.int64),
         example_index=local_example + first_example,
         question_id=[examples[i].question_id for i in local_example],
-        span=span,
-        input_ids=np.asarray(encoded["input_ids"], dtype=np.int32),
-        token_type_ids=np.asarray(encoded["token_type_ids"], dtype=np.int8),
-        attention_mask=np.asarray(encoded["attention_mask"], dtype=np.int8),
-        offsets=offsets,
+        span=(np.arange(n) - first_row).astype(np.int16),
+        input_ids=merged["input_ids"],
+        token_type_ids=merged["token_type_ids"],
+        attention_mask=merged["attention_mask"],
+        offsets=merged["offsets"],
     )
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.server
-import threading
 
 import pytest
 import torch
@@ -127,31 +125,27 @@ def test_missing_file_is_named(tmp_path):
         build_encoder(str(tmp_path / "nothing.pth"))
 
 
-def test_url_weights_are_downloaded_once_verified_and_cached(backbone_file, tmp_path, monkeypatch):
+def test_url_weights_are_downloaded_once_verified_and_cached(backbone_file, http_folder, tmp_path, monkeypatch):
     path, digest = backbone_file
+    folder, base_url, requested = http_folder
+    (folder / "resnet50.pth").write_bytes(path.read_bytes())
     monkeypatch.setenv("ATLAS_CACHE", str(tmp_path / "cache"))
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(path.parent), **kwargs)
-
-        def log_message(self, *args):
-            requests.append(self.path)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/resnet50.pth"
-        first = build_encoder(url, sha256=digest)
-        get_count = sum(1 for r in requests if r.endswith("resnet50.pth"))
-        second = build_encoder(url, sha256=digest)
-        assert sum(1 for r in requests if r.endswith("resnet50.pth")) == get_count, "second load used the cache"
-        with pytest.raises(WeightsError, match="sha256 is"):
-            build_encoder(url, sha256="0" * 64)
-    finally:
-        server.shutdown()
+    url = f"{base_url}/resnet50.pth"
+    first = build_encoder(url, sha256=digest)
+    downloads = requested.count("/resnet50.pth")
+    second = build_encoder(url, sha256=digest)
+    assert requested.count("/resnet50.pth") == downloads, "the second load used the cache"
+    with pytest.raises(WeightsError, match="sha256 is"):
+        build_encoder(url, sha256="0" * 64)
     assert first.identity == second.identity
     assert first.identity["weights"] == url
     assert torch.equal(next(first.module.parameters()), next(_reference(path).parameters()))
     assert not list((tmp_path / "cache").rglob(".resnet50.pth.*")), "no partial download left behind"
+
+
+def test_unreachable_url_is_a_clear_error(http_folder, tmp_path, monkeypatch):
+    _, base_url, _ = http_folder
+    monkeypatch.setenv("ATLAS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(WeightsError, match=f"{base_url}/missing.pth: download failed"):
+        build_encoder(f"{base_url}/missing.pth")
+    assert not list((tmp_path / "cache").rglob("*.pth*"))

@@ -164,3 +164,30 @@ def test_cli_bad_input_is_one_clear_error_and_writes_nothing(tmp_path):
 def test_cli_invalid_flag_value_names_the_flag(tmp_path):
     result = _cli("--max-length", "8", "--dest", str(tmp_path / "d"))
     assert result.returncode == 2 and "--max-length" in result.stderr
+
+
+def test_transient_faults_are_retried_and_bad_input_is_not():
+    from prefect import flow, task
+
+    from tasks.extract import _retry_if_transient
+    from tasks.squad import SquadFormatError
+
+    attempts: list[str] = []
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=_retry_if_transient)
+    def flaky(error: Exception) -> str:
+        attempts.append(type(error).__name__)
+        if len(attempts) == 1:
+            raise error
+        return "done"
+
+    @flow
+    def run(error: Exception) -> str:
+        return flaky(error)
+
+    assert run(ConnectionResetError("reset by peer")) == "done"
+    assert attempts == ["ConnectionResetError", "ConnectionResetError"]
+    attempts.clear()
+    with pytest.raises(SquadFormatError):
+        run(SquadFormatError("bad.json: missing key 'data'"))
+    assert attempts == ["SquadFormatError"]

@@ -75,7 +75,9 @@ def test_max_query_length_keeps_the_first_question_tokens(sample, tokenizer):
 
 
 def test_shards_reproduce_the_global_features_exactly(sample, tokenizer):
-    features = tokenize(sample.examples, tokenizer, 64, 32, 64)
+    features = tokenize(sample.examples, tokenizer, 64, 32, 64, chunk=5)
+    whole = tokenize(sample.examples, tokenizer, 64, 32, 64)
+    assert (features.input_ids == whole.input_ids).all() and (features.span == whole.span).all()
     plans = plan_shards(features, shard_size=7)
     assert any(p.first_span > 0 for p in plans), "some question's windows straddle two shards"
     assert [p.n_features for p in plans[:-1]] == [7] * (len(plans) - 1)
@@ -84,6 +86,16 @@ def test_shards_reproduce_the_global_features_exactly(sample, tokenizer):
     assert (np.concatenate([p.input_ids for p in parts]) == features.input_ids).all()
     assert (np.concatenate([p.span for p in parts]) == features.span).all()
     assert sum((p.question_id for p in parts), []) == features.question_id
+
+
+def test_loads_over_http(http_folder):
+    folder, base_url, _ = http_folder
+    (folder / "train-v2.0.json").write_bytes(SAMPLE_BYTES)
+    loaded = load_squad(f"{base_url}/train-v2.0.json")
+    assert loaded.examples == load_squad("embedded").examples
+    (folder / "broken.json").write_bytes(SAMPLE_BYTES[:100])
+    with pytest.raises(SquadFormatError, match=f"{base_url}/broken.json: invalid JSON"):
+        load_squad(f"{base_url}/broken.json")
 
 
 def test_loads_through_fsspec_urls(tmp_path):
