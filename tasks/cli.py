@@ -13,11 +13,15 @@ from pydantic import BaseModel, ValidationError
 Config = TypeVar("Config", bound=BaseModel)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from exc
+def _list_of(kind: type):
+    def parse(text: str) -> list:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got '{text}'") from exc
+
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
 
 
 def _argument(annotation: Any) -> dict[str, Any]:
@@ -27,29 +31,42 @@ def _argument(annotation: Any) -> dict[str, Any]:
     if typing.get_origin(annotation) is typing.Literal:
         return {"choices": list(typing.get_args(annotation))}
     if typing.get_origin(annotation) is list:
-        return {"type": _int_list, "metavar": "N,N,..."}
+        return {"type": _list_of(typing.get_args(annotation)[0]), "metavar": "V,V,..."}
     if annotation is bool:
         return {"action": argparse.BooleanOptionalAction}
     return {"type": annotation}
 
 
-def config_parser(model: type[BaseModel], description: str) -> argparse.ArgumentParser:
-    """A parser with one flag per config field; unset flags keep the config's defaults."""
+def config_parser(models: Sequence[type[BaseModel]], description: str, exclude: Sequence[str] = ()
+                  ) -> argparse.ArgumentParser:
+    """A parser with one flag per config field; a name shared by several configs is one flag that sets all
+    of them. Unset flags keep the configs' defaults."""
     parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
-    for name, field in model.model_fields.items():
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", dest=name, **_argument(field.annotation),
-            help=f"{field.description} (default: {field.default})",
-        )
+    seen: set[str] = set(exclude)
+    for model in models:
+        for name, field in model.model_fields.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            parser.add_argument(
+                f"--{name.replace('_', '-')}", dest=name, **_argument(field.annotation),
+                help=f"{field.description} (default: {field.default})",
+            )
     return parser
 
 
-def config_from_args(model: type[Config], description: str, argv: Sequence[str] | None = None) -> Config:
-    """Parses flags into a validated config; invalid values exit with the field named."""
-    parser = config_parser(model, description)
+def configs_from_args(models: Sequence[type[BaseModel]], description: str, argv: Sequence[str] | None = None,
+                      exclude: Sequence[str] = ()) -> list:
+    """Parses flags into one validated config per model; invalid values exit with the flag named."""
+    parser = config_parser(models, description, exclude)
     values = vars(parser.parse_args(argv))
     try:
-        return model(**values)
+        return [model(**{k: v for k, v in values.items() if k in model.model_fields}) for model in models]
     except ValidationError as exc:
         problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
         parser.error(problems)
+
+
+def config_from_args(model: type[Config], description: str, argv: Sequence[str] | None = None) -> Config:
+    """Parses flags into a validated config of one model."""
+    return configs_from_args([model], description, argv)[0]

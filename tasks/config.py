@@ -50,3 +50,34 @@ def fingerprint(record: dict) -> str:
     """Stable short hash of a JSON-serialisable record."""
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class ClusterConfig(BaseModel):
+    """Everything that defines a clustering run over a published dataset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL")
+    out: str = Field("outputs/clusters", description="local folder for labels, tables and the report")
+    shards: list[int] | None = Field(None, description="only these shard indices (default: all published)")
+    sample: Literal["first", "random"] = Field("first", description="'first': the first features of each shard (as the original); 'random': a seeded fraction of rows")
+    features_per_shard: int | None = Field(None, ge=1, description="with sample 'first': features kept per shard (default: all)")
+    fraction: float = Field(1.0, gt=0, le=1, description="with sample 'random': fraction of rows kept")
+    seed: int = Field(0, description="seed of sampling and of every algorithm")
+    standardize: bool = Field(False, description="standardise each dimension before PCA")
+    pca_components: int = Field(50, ge=2, description="PCA components the clusterings run on")
+    k: int | None = Field(None, ge=2, description="KMeans clusters (default: chosen by the k search)")
+    k_min: int = Field(2, ge=2, description="smallest k of the k search")
+    k_max: int = Field(12, ge=2, description="largest k of the k search")
+    silhouette_sample: int = Field(5000, ge=10, description="rows sampled for silhouette scores")
+    eps: float | None = Field(None, gt=0, description="DBSCAN eps (default: the knee of the k-distance curve)")
+    min_samples: int = Field(10, ge=2, description="DBSCAN min_samples")
+    eps_grid: list[float] | None = Field(None, description="eps values of the grid search (default: 0.5x..1.5x the suggested eps)")
+    min_samples_grid: list[int] = Field([5, 10, 20], description="min_samples values of the grid search")
+    recluster_k: int = Field(4, ge=2, description="KMeans clusters when re-clustering the largest cluster")
+    recluster_depth: int = Field(1, ge=0, description="times the largest cluster is re-clustered")
+    exemplars: int = Field(3, ge=0, description="attention maps shown per cluster (nearest its centre)")
+    top_clusters: int = Field(6, ge=1, description="largest clusters shown as layer x head heatmaps")
+    scheduler: str | None = Field(None, description="address of an existing Dask scheduler (default: start a local cluster)")
+    backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="'gpu': cuML on LocalCUDACluster; 'cpu': scikit-learn on LocalCluster")
+    n_workers: int | None = Field(None, ge=1, description="workers of a local cluster (default: one per GPU or per core)")

@@ -64,13 +64,18 @@ def resolve_device(device: str) -> torch.device:
 
 
 @functools.lru_cache(maxsize=2)
+def _qa_model(model: str, revision: str | None, seed: int, device: str) -> QAModel:
+    qa = load_qa_model(model, revision, seed)
+    qa.model.to(resolve_device(device))
+    return qa
+
+
+@functools.lru_cache(maxsize=2)
 def _load_models(model: str, revision: str | None, weights: str, sha256: str | None, seed: int,
                  bn_mode: str, scaling: str, device: str) -> Models:
-    target = resolve_device(device)
-    qa = load_qa_model(model, revision, seed)
-    qa.model.to(target)
     encoder = build_encoder(weights, sha256, seed, bn_mode, normalise=scaling == "map")
-    return Models(qa, prepare(encoder, target), target)
+    target = resolve_device(device)
+    return Models(_qa_model(model, revision, seed, device), prepare(encoder, target), target)
 
 
 def models_for(cfg: ExtractConfig) -> Models:
@@ -171,6 +176,8 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: dict, show_progre
         manifest = publish_shard(dest, plan.index, local, schema, len(features) * maps_per_feature, {
             "fingerprint": record["fingerprint"],
             "features": [plan.feature_start, plan.feature_stop],
+            "examples": [plan.example_start, plan.example_stop],
+            "first_span": plan.first_span,
             "seconds": round(seconds, 3),
             "maps_per_second": round(len(features) * maps_per_feature / seconds, 2),
         })
@@ -228,3 +235,39 @@ def plan_extraction_task(cfg: ExtractConfig) -> tuple[ExtractionPlan, dict[int, 
     plan = plan_extraction(cfg)
     return plan, prepare_destination(cfg, plan)
 
+
+
+def config_of(record: dict, dataset: str) -> ExtractConfig:
+    """The extraction config a dataset was made with, as its dataset.json records it."""
+    return ExtractConfig(**record["config"], source=record["source"]["location"], dest=dataset)
+
+
+def recompute_maps(record: dict, dataset: str, feature_ids: list[int], layers: list[int], heads: list[int],
+                   ) -> list[np.ndarray]:
+    """Attention maps of (feature, layer, head) triples, recomputed with the dataset's model and cropped to
+    the feature's real (non-padding) tokens."""
+    cfg = config_of(record, dataset)
+    squad = squad_file(cfg.source)
+    if squad.sha256 != record["source"]["sha256"]:
+        raise InputError(f"{cfg.source}: differs from the file the dataset {dataset} was made from")
+    qa = _qa_model(cfg.model, cfg.model_revision, cfg.seed, cfg.device)
+    manifests = published_manifests(Destination.open(dataset), record["fingerprint"]).values()
+    wanted = set(feature_ids)
+    rows: dict[int, tuple] = {}
+    for manifest in manifests:
+        start, stop = manifest["features"]
+        if any(start <= f < stop for f in wanted):
+            plan = ShardPlan.from_manifest(manifest)
+            shard = shard_features(squad.examples, plan, qa.tokenizer, cfg.max_length, cfg.doc_stride,
+                                   cfg.max_query_length)
+            for f in wanted & set(range(start, stop)):
+                i = f - start
+                rows[f] = (shard.input_ids[i], shard.attention_mask[i], shard.token_type_ids[i])
+    order = sorted(rows)
+    device = next(qa.model.parameters()).device
+    stacked = [torch.from_numpy(np.stack([rows[f][j] for f in order])).long().to(device) for j in range(3)]
+    maps = attention_maps(qa.model, *stacked).float().cpu().numpy()
+    position = {f: i for i, f in enumerate(order)}
+    lengths = {f: int(rows[f][1].sum()) for f in order}
+    return [maps[position[f], layer, head, : lengths[f], : lengths[f]]
+            for f, layer, head in zip(feature_ids, layers, heads)]

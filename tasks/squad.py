@@ -85,6 +85,11 @@ class ShardPlan:
     def n_features(self) -> int:
         return self.feature_stop - self.feature_start
 
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> ShardPlan:
+        """The plan a published shard was made from, as its manifest records it."""
+        return cls(manifest["shard"], *manifest["features"], *manifest["examples"], manifest["first_span"])
+
 
 def embedded_sample_path() -> str:
     """Path of the SQuAD v2-format sample shipped with the project."""

@@ -1,0 +1,89 @@
+"""Clustering flow: published dataset -> sample -> PCA -> KMeans / DBSCAN / re-clustering -> labels + report.
+
+`python flows/cluster.py --dataset PATH_OR_URL` re-clusters a dataset without re-extracting; `--help` lists
+the flags."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.cli import config_from_args
+from tasks.cluster import CpuBackend, run_clustering
+from tasks.compute import dask_cluster
+from tasks.config import ClusterConfig
+from tasks.errors import InputError
+from tasks.extract import recompute_maps
+from tasks.report import build_sections, publish_artifacts, summarise, write_outputs
+from tasks.sample import SampleSpec, dataset_record, load_sample, select_manifests
+
+
+@task(name="load-sample", cache_policy=NO_CACHE)
+def load_sample_task(client, config: ClusterConfig, manifests: list[dict]):
+    spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
+    return load_sample(client, config.dataset, manifests, spec)
+
+
+@task(name="cluster", cache_policy=NO_CACHE)
+def cluster_task(backend, vectors, config: ClusterConfig):
+    return run_clustering(backend, vectors, config)
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(config: ClusterConfig, record: dict, sample, reduced, run, context: dict) -> str:
+    model = record["model"]
+    source = functools.partial(recompute_maps, record, config.dataset)
+    sections = build_sections(run, sample, reduced, model["layers"], model["heads"], record["statistics"],
+                              config.top_clusters, config.exemplars, config.min_samples, source)
+    summary = summarise(run, sample, reduced, context)
+    report = write_outputs(Path(config.out), sample, run, summary, sections)
+    publish_artifacts(summary, run, report)
+    return str(report)
+
+
+@flow(name="cluster")
+def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
+    """Clusters the published shards of `config.dataset`; returns the summary and the report's path."""
+    log = get_run_logger()
+    started = time.perf_counter()
+    record = dataset_record(config.dataset)
+    manifests = select_manifests(config.dataset, record, config.shards)
+    with dask_cluster(config.scheduler, config.backend, config.n_workers) as compute:
+        log.info("compute: %s", compute.description)
+        if compute.gpu:
+            from tasks.cluster_gpu import GpuBackend
+
+            backend = GpuBackend(compute.client)
+        else:
+            backend = CpuBackend(compute.client)
+        sample = load_sample_task(compute.client, config, manifests)
+        log.info("sample: %d rows of %d shards", len(sample.rows), len(manifests))
+        reduced, run = cluster_task(backend, sample.vectors, config)
+    context = {"dataset": config.dataset, "fingerprint": record["fingerprint"], "model": record["model"]["model"],
+               "shards": [m["shard"] for m in manifests], "compute": compute.description, "backend": backend.name,
+               "sample": {"mode": config.sample, "features_per_shard": config.features_per_shard,
+                          "fraction": config.fraction, "seed": config.seed}}
+    report = report_task(config, record, sample, reduced, run, context)
+    log.info("report: %s", report)
+    return {"report": report, "seconds": round(time.perf_counter() - started, 1),
+            "summary": summarise(run, sample, reduced, context)}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    config = config_from_args(ClusterConfig, __doc__.splitlines()[0], argv)
+    try:
+        result = cluster(config)
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"Report: {Path(result['report']).resolve()}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

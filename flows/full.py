@@ -1,0 +1,41 @@
+"""The whole study in one flow run: extraction, then clustering and the report, as two subflows.
+
+`python flows/full.py` runs the embedded sample offline and prints the report's path; it takes every flag of
+flows/extract.py and flows/cluster.py (the dataset clustered is the one extracted to --dest)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from prefect import flow
+
+from flows.cluster import cluster
+from flows.extract import extract
+from tasks.cli import configs_from_args
+from tasks.config import ClusterConfig, ExtractConfig
+from tasks.errors import InputError
+
+
+@flow(name="full")
+def full(extraction: ExtractConfig = ExtractConfig(), clustering: ClusterConfig = ClusterConfig()) -> dict:
+    """Extracts `extraction.dest`, then clusters it."""
+    extracted = extract(extraction)
+    clustered = cluster(clustering.model_copy(update={"dataset": extraction.dest}))
+    return {"extraction": extracted, "report": clustered["report"], "clustering": clustered["summary"]}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    extraction, clustering = configs_from_args([ExtractConfig, ClusterConfig], __doc__.splitlines()[0], argv,
+                                               exclude=["dataset"])
+    try:
+        result = full(extraction, clustering)
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"Report: {Path(result['report']).resolve()}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

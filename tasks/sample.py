@@ -1,0 +1,101 @@
+"""The rows to cluster: published shards read on Dask workers, sampled, keys kept beside their vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tasks.errors import InputError
+from tasks.store import DATASET_RECORD, Destination, published_manifests, read_shard
+
+KEYS = ("feature_id", "question_id", "span", "layer", "head")
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """How rows are chosen: the first `features_per_shard` features of each shard (the original's choice,
+    which keeps each context's windows together), or a seeded random `fraction` of all rows."""
+
+    mode: Literal["first", "random"] = "first"
+    features_per_shard: int | None = None
+    fraction: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Sample:
+    """Row i of `rows` (keys and per-head statistics) belongs to vector `vectors[i]`."""
+
+    rows: pd.DataFrame
+    vectors: np.ndarray  # float32 (n, dim)
+
+    def take(self, index: np.ndarray) -> Sample:
+        return Sample(self.rows.iloc[index].reset_index(drop=True), self.vectors[index])
+
+
+def dataset_record(dataset: str) -> dict:
+    record = Destination.open(dataset).read_json(DATASET_RECORD)
+    if record is None:
+        raise InputError(f"{dataset}: no {DATASET_RECORD}: not a dataset folder (run the extraction first)")
+    return record
+
+
+def select_manifests(dataset: str, record: dict, shards: list[int] | None) -> list[dict]:
+    """Manifests of the published shards to read, in shard order; asking for an unpublished shard is an error."""
+    published = published_manifests(Destination.open(dataset), record["fingerprint"])
+    if not published:
+        raise InputError(f"{dataset}: no published shards")
+    wanted = sorted(published) if shards is None else sorted(shards)
+    missing = [s for s in wanted if s not in published]
+    if missing:
+        raise InputError(f"{dataset}: shards {missing} are not published (published: {sorted(published)})")
+    return [published[s] for s in wanted]
+
+
+def _uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per row from (feature_id, layer, head, seed): splitmix64, independent of row order."""
+    with np.errstate(over="ignore"):
+        z = (feature_id.astype(np.uint64) << np.uint64(20)) ^ (layer.astype(np.uint64) << np.uint64(10))
+        z = z ^ head.astype(np.uint64) ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def row_mask(table: pa.Table, manifest: dict, spec: SampleSpec) -> np.ndarray:
+    """Which rows of a shard the sample keeps."""
+    feature_id = table["feature_id"].to_numpy()
+    if spec.mode == "first":
+        if spec.features_per_shard is None:
+            return np.ones(len(feature_id), dtype=bool)
+        return feature_id < manifest["features"][0] + spec.features_per_shard
+    return _uniform(feature_id, table["layer"].to_numpy(), table["head"].to_numpy(), spec.seed) < spec.fraction
+
+
+def read_sampled_shard(dataset: str, manifest: dict, spec: SampleSpec) -> tuple[pa.Table, np.ndarray]:
+    """One shard's sampled rows (verified against its manifest): keys and statistics, and float32 vectors.
+    Runs on a Dask worker."""
+    table = read_shard(Destination.open(dataset), manifest["shard"])
+    table = table.filter(pa.array(row_mask(table, manifest, spec)))
+    embedding = table["embedding"].combine_chunks()
+    dim = embedding.type.list_size
+    vectors = embedding.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+    return table.drop_columns(["embedding"]), vectors
+
+
+def load_sample(client, dataset: str, manifests: list[dict], spec: SampleSpec) -> Sample:
+    """Reads the shards in parallel on the cluster's workers and joins them in shard order."""
+    futures = client.map(read_sampled_shard, [dataset] * len(manifests), manifests, [spec] * len(manifests),
+                         pure=False)
+    parts = client.gather(futures)
+    rows = pa.concat_tables([p[0] for p in parts]).to_pandas()
+    vectors = np.concatenate([p[1] for p in parts])
+    if len(rows) == 0:
+        raise InputError(f"{dataset}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
+    return Sample(rows, vectors)
+
