@@ -31,8 +31,8 @@ def load_sample_task(client, config: ClusterConfig, manifests: list[dict]):
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
-def cluster_task(backend, vectors, config: ClusterConfig):
-    return run_clustering(backend, vectors, config)
+def cluster_task(backend, sample, config: ClusterConfig):
+    return run_clustering(backend, sample, config)
 
 
 @task(name="report", cache_policy=NO_CACHE)
@@ -64,7 +64,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
             backend = CpuBackend(compute.client)
         sample = load_sample_task(compute.client, config, manifests)
         log.info("sample: %d rows of %d shards", len(sample.rows), len(manifests))
-        reduced, run = cluster_task(backend, sample.vectors, config)
+        reduced, run = cluster_task(backend, sample, config)
     context = {"dataset": config.dataset, "fingerprint": record["fingerprint"], "model": record["model"]["model"],
                "shards": [m["shard"] for m in manifests], "compute": compute.description, "backend": backend.name,
                "sample": {"mode": config.sample, "features_per_shard": config.features_per_shard,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import ClusterConfig
+from tasks.sample import Sample
 
 NOISE = -1
 K_RULE = "k with the highest silhouette score on the sample (ties: the smaller k)"
@@ -31,9 +32,10 @@ class KMeansFit:
 class ClusterBackend(Protocol):
     name: str
 
-    def reduce(self, X: np.ndarray, n_components: int, standardize: bool, seed: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """PCA projection (n, n_components) and the explained variance ratio of each component."""
+    def reduce(self, parts: list, part_rows: list[int], n_components: int, standardize: bool, seed: int,
+               fit_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """PCA projection (n, n_components) of the vectors held on the workers as `parts` (optionally
+        standardised first), and the explained variance ratio of each component."""
 
     def kmeans(self, X: np.ndarray, ks: Sequence[int], seed: int) -> list[KMeansFit]:
         """One KMeans fit per k (run side by side where the backend can)."""
@@ -50,14 +52,32 @@ class ClusterBackend(Protocol):
 
 # Jobs that run on the Dask CPU workers: module-level so that they pickle by reference.
 
-def _reduce_job(X: np.ndarray, n_components: int, standardize: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_rows_of(part_rows: list[int], fit_rows: int, seed: int) -> list[np.ndarray]:
+    """A seeded choice of at most `fit_rows` rows over all parts, as row indices within each part."""
+    total = sum(part_rows)
+    chosen = (np.arange(total) if fit_rows >= total
+              else np.sort(np.random.RandomState(seed).choice(total, fit_rows, replace=False)))
+    starts = np.cumsum([0, *part_rows])
+    return [chosen[(chosen >= a) & (chosen < b)] - a for a, b in zip(starts[:-1], starts[1:])]
+
+
+def fit_reducer(X: np.ndarray, n_components: int, standardize: bool, seed: int) -> tuple:
+    """(scaler or None, PCA) fitted on X."""
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
-    if standardize:
-        X = StandardScaler().fit_transform(X)
-    pca = PCA(n_components=n_components, random_state=seed)
-    return pca.fit_transform(X).astype(np.float32), pca.explained_variance_ratio_
+    scaler = StandardScaler().fit(X) if standardize else None
+    pca = PCA(n_components=n_components, random_state=seed).fit(scaler.transform(X) if scaler else X)
+    return scaler, pca
+
+
+def _take_job(part: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return part[rows]
+
+
+def _transform_job(part: np.ndarray, reducer: tuple) -> np.ndarray:
+    scaler, pca = reducer
+    return pca.transform(scaler.transform(part) if scaler else part).astype(np.float32)
 
 
 def _kmeans_job(X: np.ndarray, k: int, seed: int) -> KMeansFit:
@@ -100,8 +120,13 @@ class CpuBackend:
     def _one(self, job, *args):
         return self.client.submit(job, *args, pure=False).result()
 
-    def reduce(self, X, n_components, standardize, seed):
-        return self._one(_reduce_job, self._shared(X), n_components, standardize, seed)
+    def reduce(self, parts, part_rows, n_components, standardize, seed, fit_rows):
+        """PCA fitted here on a seeded subsample of `fit_rows` rows, then applied to each part where it lies."""
+        picks = self.client.map(_take_job, parts, fit_rows_of(part_rows, fit_rows, seed), pure=False)
+        reducer = fit_reducer(np.concatenate(self.client.gather(picks)), n_components, standardize, seed)
+        shared = self.client.scatter(reducer, broadcast=True, hash=False)
+        reduced = self.client.gather(self.client.map(_transform_job, parts, [shared] * len(parts), pure=False))
+        return np.concatenate(reduced), reducer[1].explained_variance_ratio_
 
     def kmeans(self, X, ks, seed):
         data = self._shared(X)
@@ -234,11 +259,13 @@ class ClusteringRun:
     params: dict[str, dict] = field(default_factory=dict)
 
 
-def run_clustering(backend: ClusterBackend, vectors: np.ndarray, cfg: ClusterConfig) -> tuple[np.ndarray, ClusteringRun]:
+def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig) -> tuple[np.ndarray, ClusteringRun]:
     """PCA, k search and KMeans, k-distance and DBSCAN grid, DBSCAN, re-clustering: the reduced vectors
     (the space every clustering ran in) and the results."""
-    n, d = vectors.shape
-    reduced, ratio = backend.reduce(vectors, min(cfg.pca_components, n, d), cfg.standardize, cfg.seed)
+    n = len(sample.rows)
+    components = min(cfg.pca_components, n, sample.dim, cfg.pca_fit_rows)
+    reduced, ratio = backend.reduce(sample.parts, sample.part_rows, components, cfg.standardize, cfg.seed,
+                                    cfg.pca_fit_rows)
     ks = [k for k in range(cfg.k_min, cfg.k_max + 1) if k < n]
     if not ks:
         raise ValueError(f"k search: no k in {cfg.k_min}..{cfg.k_max} below the {n} sampled rows")

@@ -55,14 +55,25 @@ class GpuBackend:
     def _one(self, job, *args):
         return self.client.submit(job, *args, pure=False).result()
 
-    def reduce(self, X, n_components, standardize, seed):
+    def reduce(self, parts, part_rows, n_components, standardize, seed, fit_rows):
+        """cuML's multi-GPU PCA, fitted on every row (`fit_rows` is for the CPU backend), the parts moved to
+        the GPUs where they lie."""
+        import cupy as cp
+        import dask
+        import dask.array as da
         from cuml.dask.decomposition import PCA
 
+        dim = self.client.submit(np.shape, parts[0]).result()[1]
+        on_gpu = self.client.map(cp.asarray, parts, pure=False)
+        data = da.concatenate([
+            da.from_delayed(dask.delayed(part), shape=(rows, dim), dtype=np.float32, meta=cp.empty((0, dim), np.float32))
+            for part, rows in zip(on_gpu, part_rows)
+        ]).rechunk((math.ceil(sum(part_rows) / self.workers), dim))
         if standardize:
-            std = X.std(axis=0)
-            X = (X - X.mean(axis=0)) / np.where(std == 0, 1, std)
+            std = data.std(axis=0)
+            data = (data - data.mean(axis=0)) / da.where(std == 0, 1, std)
         pca = PCA(client=self.client, n_components=n_components)
-        reduced = pca.fit_transform(self._distributed(X)).compute()
+        reduced = pca.fit_transform(self.client.persist(data)).compute()
         return _numpy(reduced).astype(np.float32), _numpy(pca.explained_variance_ratio_)
 
     def kmeans(self, X, ks, seed):

@@ -66,6 +66,7 @@ class ClusterConfig(BaseModel):
     seed: int = Field(0, description="seed of sampling and of every algorithm")
     standardize: bool = Field(False, description="standardise each dimension before PCA")
     pca_components: int = Field(50, ge=2, description="PCA components the clusterings run on")
+    pca_fit_rows: int = Field(20000, ge=2, description="rows (seeded choice) the CPU backend fits PCA on; it then projects every row")
     k: int | None = Field(None, ge=2, description="KMeans clusters (default: chosen by the k search)")
     k_min: int = Field(2, ge=2, description="smallest k of the k search")
     k_max: int = Field(12, ge=2, description="largest k of the k search")

@@ -247,7 +247,7 @@ def build_sections(run: ClusteringRun, sample: Sample, reduced: np.ndarray, laye
     kept = float(np.sum(run.explained_variance))
     sections = [
         Section("PCA", f"{reduced.shape[1]} components keep {kept:.1%} of the variance of the "
-                       f"{sample.vectors.shape[1]}-d embeddings; every clustering runs on them.",
+                       f"{sample.dim}-d embeddings; every clustering runs on them.",
                 [], [plot_variance(run.explained_variance)]),
         Section("KMeans k search", f"Chosen k = {run.chosen_k}: the {run.params['kmeans']['chosen_by']}.",
                 [("k search", run.k_table)], [plot_k_search(run.k_table, run.chosen_k)]),
@@ -269,7 +269,7 @@ def summarise(run: ClusteringRun, sample: Sample, reduced: np.ndarray, context: 
         clusterings[name] = {**run.params[name], "clusters": len([c for c in sizes if c != NOISE]),
                              "unlabelled": sizes.get(NOISE, 0), "largest": [n for c, n in sizes.items() if c != NOISE][:10]}
     return {**context, "rows": len(sample.rows), "features": int(sample.rows["feature_id"].nunique()),
-            "embedding_dim": int(sample.vectors.shape[1]), "pca_components": int(reduced.shape[1]),
+            "embedding_dim": sample.dim, "pca_components": int(reduced.shape[1]),
             "pca_variance_kept": round(float(np.sum(run.explained_variance)), 4), "chosen_k": run.chosen_k,
             "suggested_eps": run.suggested_eps, "clusterings": clusterings}
 

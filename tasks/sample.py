@@ -28,13 +28,24 @@ class SampleSpec:
 
 @dataclass
 class Sample:
-    """Row i of `rows` (keys and per-head statistics) belongs to vector `vectors[i]`."""
+    """The sampled rows' keys and per-head statistics, here, and their vectors, left on the Dask workers as
+    one float32 (rows, dim) array per shard: row i of `rows` is row i of the parts laid end to end."""
 
     rows: pd.DataFrame
-    vectors: np.ndarray  # float32 (n, dim)
+    parts: list  # distributed.Future of np.ndarray, in row order
+    part_rows: list[int]
+    dim: int
 
-    def take(self, index: np.ndarray) -> Sample:
-        return Sample(self.rows.iloc[index].reset_index(drop=True), self.vectors[index])
+    @classmethod
+    def scatter(cls, client, rows: pd.DataFrame, vectors: np.ndarray, n_parts: int = 2) -> Sample:
+        """A sample from arrays held here (small data, tests)."""
+        blocks = np.array_split(vectors.astype(np.float32), n_parts)
+        return cls(rows.reset_index(drop=True), client.scatter(blocks, hash=False), [len(b) for b in blocks],
+                   vectors.shape[1])
+
+    def gather(self, client) -> np.ndarray:
+        """All vectors here (small data only)."""
+        return np.concatenate(client.gather(self.parts))
 
 
 def dataset_record(dataset: str) -> dict:
@@ -88,14 +99,22 @@ def read_sampled_shard(dataset: str, manifest: dict, spec: SampleSpec) -> tuple[
     return table.drop_columns(["embedding"]), vectors
 
 
+def _keys(part: tuple[pa.Table, np.ndarray]) -> pa.Table:
+    return part[0]
+
+
+def _vectors(part: tuple[pa.Table, np.ndarray]) -> np.ndarray:
+    return part[1]
+
+
 def load_sample(client, dataset: str, manifests: list[dict], spec: SampleSpec) -> Sample:
-    """Reads the shards in parallel on the cluster's workers and joins them in shard order."""
-    futures = client.map(read_sampled_shard, [dataset] * len(manifests), manifests, [spec] * len(manifests),
-                         pure=False)
-    parts = client.gather(futures)
-    rows = pa.concat_tables([p[0] for p in parts]).to_pandas()
-    vectors = np.concatenate([p[1] for p in parts])
+    """Reads the shards in parallel on the workers; keys come here, vectors stay there."""
+    shards = client.map(read_sampled_shard, [dataset] * len(manifests), manifests, [spec] * len(manifests),
+                        pure=False)
+    keys = client.gather(client.map(_keys, shards))
+    vectors = client.map(_vectors, shards)
+    rows = pa.concat_tables(keys).to_pandas()
     if len(rows) == 0:
         raise InputError(f"{dataset}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
-    return Sample(rows, vectors)
-
+    dim = client.submit(np.shape, vectors[0]).result()[1]
+    return Sample(rows, vectors, [k.num_rows for k in keys], dim)

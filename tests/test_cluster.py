@@ -15,6 +15,7 @@ from tasks.cluster import (
     NOISE,
     CpuBackend,
     dbscan_grid,
+    fit_rows_of,
     inertia,
     k_search,
     recluster_largest,
@@ -36,15 +37,21 @@ def blobs():
     return X.astype(np.float32), truth
 
 
-def test_pca_equals_scikit_learn(backend, blobs):
+def test_pca_equals_scikit_learn_fitted_on_the_same_rows(backend, blobs):
     X, _ = blobs
-    reduced, ratio = backend.reduce(X, 5, standardize=False, seed=1)
-    reference = PCA(n_components=5, random_state=1)
-    np.testing.assert_allclose(reduced, reference.fit_transform(X), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(ratio, reference.explained_variance_ratio_, rtol=1e-5)
-    standardized, _ = backend.reduce(X, 5, standardize=True, seed=1)
-    expected = PCA(n_components=5, random_state=1).fit_transform(StandardScaler().fit_transform(X))
-    np.testing.assert_allclose(standardized, expected, rtol=1e-4, atol=1e-4)
+    parts = backend.client.scatter([X[:250], X[250:]], hash=False)
+    for fit_rows, standardize in [(1000, False), (200, False), (200, True)]:
+        reduced, ratio = backend.reduce(parts, [250, 350], 5, standardize, seed=1, fit_rows=fit_rows)
+        rows = np.concatenate([r + start for r, start in zip(fit_rows_of([250, 350], fit_rows, 1), (0, 250))])
+        assert len(rows) == min(fit_rows, 600) and len(np.unique(rows)) == len(rows)
+        if fit_rows < 600:
+            expected_rows = np.sort(np.random.RandomState(1).choice(600, fit_rows, replace=False))
+            assert (rows == expected_rows).all()
+        scaler = StandardScaler().fit(X[rows]) if standardize else None
+        prepare = scaler.transform if scaler else (lambda a: a)
+        reference = PCA(n_components=5, random_state=1).fit(prepare(X[rows]))
+        np.testing.assert_allclose(reduced, reference.transform(prepare(X)), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ratio, reference.explained_variance_ratio_, rtol=1e-5)
 
 
 def test_kmeans_equals_scikit_learn_for_the_same_seed(backend, blobs):
@@ -127,7 +134,8 @@ def test_gpu_backend_runs_up_to_the_gpu_call(backend, blobs):
 
     gpu = GpuBackend(backend.client)
     assert gpu.workers == 2
-    for call in (lambda: gpu.reduce(blobs[0], 3, False, 0), lambda: gpu.kmeans(blobs[0], [2], 0),
+    parts = backend.client.scatter([blobs[0]], hash=False)
+    for call in (lambda: gpu.reduce(parts, [600], 3, False, 0, 100), lambda: gpu.kmeans(blobs[0], [2], 0),
                  lambda: gpu.dbscan(blobs[0], [(1.0, 5)])):
         with pytest.raises(ModuleNotFoundError, match="cuml|cupy"):
             call()

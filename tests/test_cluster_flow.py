@@ -19,7 +19,7 @@ from tasks.compute import dask_cluster
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.errors import InputError
 from tasks.report import labels_frame
-from tasks.sample import SampleSpec, dataset_record, load_sample, select_manifests
+from tasks.sample import Sample, SampleSpec, dataset_record, load_sample, select_manifests
 from tasks.store import Destination, ensure_dataset_record, publish_shard, row_schema, rows_table, staging_dir
 
 LAYERS, HEADS, DIM, STATS = 6, 4, 16, ["entropy", "cls_mass"]
@@ -72,7 +72,8 @@ def _sample(client, dataset, spec, shards=None):
 def test_every_sampled_vector_stays_with_its_keys(client, dataset, spec):
     sample = _sample(client, dataset, spec)
     keys = sample.rows[["feature_id", "layer", "head"]].to_numpy()
-    assert (_decoded_keys(sample.vectors) == keys).all()
+    assert sample.dim == DIM and sum(sample.part_rows) == len(sample.rows)
+    assert (_decoded_keys(sample.gather(client)) == keys).all()
     assert (sample.rows["entropy"] == sample.rows["layer"]).all() and (sample.rows["cls_mass"] == sample.rows["head"]).all()
 
 
@@ -97,11 +98,13 @@ def test_random_fraction_is_seeded_and_independent_of_which_shards_are_read(clie
 
 def test_labels_stay_joined_to_feature_layer_and_head_after_shuffling_and_reclustering(client, dataset):
     sample = _sample(client, dataset, SampleSpec("random", fraction=0.5, seed=1))
-    shuffled = sample.take(np.random.default_rng(9).permutation(len(sample.rows)))
-    config = ClusterConfig(k=3, pca_components=5, k_max=4, recluster_k=2, min_samples_grid=[5])
-    _, run = run_clustering(CpuBackend(client), shuffled.vectors, config)
+    order = np.random.default_rng(9).permutation(len(sample.rows))
+    vectors = sample.gather(client)[order]
+    shuffled = Sample.scatter(client, sample.rows.iloc[order], vectors, n_parts=3)
+    config = ClusterConfig(k=3, pca_components=5, k_max=4, recluster_k=2, min_samples_grid=[5], pca_fit_rows=300)
+    _, run = run_clustering(CpuBackend(client), shuffled, config)
     labels = labels_frame(shuffled, run.labels)
-    assert (labels[["feature_id", "layer", "head"]].to_numpy() == _decoded_keys(shuffled.vectors)).all()
+    assert (labels[["feature_id", "layer", "head"]].to_numpy() == _decoded_keys(vectors)).all()
     table = pd.crosstab(labels["kmeans"], labels["layer"] % 3)
     assert ((table > 0).sum(axis=1) == 1).all() and ((table > 0).sum(axis=0) == 1).all(), "one cluster per layer group"
     largest = labels["kmeans"].value_counts().idxmax()
