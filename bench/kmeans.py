@@ -20,6 +20,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from tasks.cluster import CpuBackend
 from tasks.compute import dask_cluster
+from tasks.config import ClusterConfig
 
 LATENT = 128  # embeddings of attention maps are low-rank: most variance lies in a small subspace
 
@@ -58,7 +59,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--k", type=int, default=30)
     parser.add_argument("--components", type=int, default=50)
-    parser.add_argument("--fit-rows", type=int, default=20_000)
+    parser.add_argument("--fit-rows", type=int, default=ClusterConfig().pca_fit_rows)
     parser.add_argument("--parts", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="bench-kmeans.json")

@@ -19,6 +19,7 @@ from tasks.config import ClusterConfig
 from tasks.sample import Sample
 
 NOISE = -1
+PCA_POWER_ITERATIONS = 4  # randomized PCA: enough for the leading components of low-rank embeddings
 K_RULE = "k with the highest silhouette score on the sample (ties: the smaller k)"
 
 
@@ -67,7 +68,8 @@ def fit_reducer(X: np.ndarray, n_components: int, standardize: bool, seed: int) 
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(X) if standardize else None
-    pca = PCA(n_components=n_components, random_state=seed).fit(scaler.transform(X) if scaler else X)
+    pca = PCA(n_components=n_components, svd_solver="randomized", iterated_power=PCA_POWER_ITERATIONS,
+              random_state=seed).fit(scaler.transform(X) if scaler else X)
     return scaler, pca
 
 
@@ -107,7 +109,8 @@ def _silhouette_job(X: np.ndarray, labels: np.ndarray) -> float:
 
 
 class CpuBackend:
-    """scikit-learn, each job on a Dask worker; independent fits (k values, grid cells) run in parallel."""
+    """scikit-learn on the Dask workers: independent fits (k values, grid cells) run side by side, and PCA
+    projects each part where it lies."""
 
     name = "scikit-learn on Dask CPU workers"
 
@@ -129,6 +132,9 @@ class CpuBackend:
         return np.concatenate(reduced), reducer[1].explained_variance_ratio_
 
     def kmeans(self, X, ks, seed):
+        """A single fit runs here with every core; several fits run side by side, one per worker."""
+        if len(ks) == 1:
+            return [_kmeans_job(X, ks[0], seed)]
         data = self._shared(X)
         return self.client.gather([self.client.submit(_kmeans_job, data, k, seed, pure=False) for k in ks])
 
