@@ -20,6 +20,7 @@ from tasks.sample import Sample
 
 NOISE = -1
 PCA_POWER_ITERATIONS = 4  # randomized PCA: enough for the leading components of low-rank embeddings
+KMEANS_SEED_ROWS = 20_000  # k-means++ seeds on at most this many rows (seeding cost grows with n x k)
 K_RULE = "k with the highest silhouette score on the sample (ties: the smaller k)"
 
 
@@ -82,10 +83,16 @@ def _transform_job(part: np.ndarray, reducer: tuple) -> np.ndarray:
     return pca.transform(scaler.transform(part) if scaler else part).astype(np.float32)
 
 
-def _kmeans_job(X: np.ndarray, k: int, seed: int) -> KMeansFit:
-    from sklearn.cluster import KMeans
+def kmeans_fit(X: np.ndarray, k: int, seed: int, seed_rows: int = KMEANS_SEED_ROWS) -> KMeansFit:
+    """scikit-learn KMeans (Lloyd, one run). Up to `seed_rows` rows it is exactly KMeans(random_state=seed);
+    above, k-means++ picks its seeds among a seeded choice of `seed_rows` rows, and Lloyd runs on all rows."""
+    from sklearn.cluster import KMeans, kmeans_plusplus
 
-    model = KMeans(n_clusters=k, random_state=seed, n_init=1).fit(X)
+    init: str | np.ndarray = "k-means++"
+    if len(X) > seed_rows:
+        rows = np.random.RandomState(seed).choice(len(X), seed_rows, replace=False)
+        init = kmeans_plusplus(X[rows], k, random_state=seed)[0]
+    model = KMeans(n_clusters=k, init=init, random_state=seed, n_init=1).fit(X)
     return KMeansFit(k, model.labels_.astype(np.int64), model.cluster_centers_)
 
 
@@ -134,9 +141,9 @@ class CpuBackend:
     def kmeans(self, X, ks, seed):
         """A single fit runs here with every core; several fits run side by side, one per worker."""
         if len(ks) == 1:
-            return [_kmeans_job(X, ks[0], seed)]
+            return [kmeans_fit(X, ks[0], seed)]
         data = self._shared(X)
-        return self.client.gather([self.client.submit(_kmeans_job, data, k, seed, pure=False) for k in ks])
+        return self.client.gather([self.client.submit(kmeans_fit, data, k, seed, pure=False) for k in ks])
 
     def dbscan(self, X, cells):
         data = self._shared(X)

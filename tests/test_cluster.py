@@ -18,6 +18,7 @@ from tasks.cluster import (
     fit_rows_of,
     inertia,
     k_search,
+    kmeans_fit,
     recluster_largest,
     suggest_eps,
 )
@@ -61,6 +62,19 @@ def test_kmeans_equals_scikit_learn_for_the_same_seed(backend, blobs):
         assert (fit.labels == reference.labels_).all()
         np.testing.assert_allclose(fit.centres, reference.cluster_centers_, rtol=1e-5)
         assert inertia(X, fit.labels, fit.centres) == pytest.approx(reference.inertia_, rel=1e-4)
+
+
+def test_kmeans_on_many_rows_seeds_on_a_seeded_subsample(blobs):
+    from sklearn.cluster import kmeans_plusplus
+
+    X, truth = blobs
+    fit = kmeans_fit(X, 4, seed=5, seed_rows=100)
+    rows = np.random.RandomState(5).choice(len(X), 100, replace=False)
+    reference = KMeans(n_clusters=4, init=kmeans_plusplus(X[rows], 4, random_state=5)[0], n_init=1).fit(X)
+    assert (fit.labels == reference.labels_).all()
+    assert adjusted_rand_score(truth, fit.labels) > 0.99
+    full = KMeans(n_clusters=4, random_state=5, n_init=1).fit(X)
+    assert inertia(X, fit.labels, fit.centres) == pytest.approx(full.inertia_, rel=0.01)
 
 
 def test_dbscan_and_k_distance_equal_scikit_learn(backend, blobs):
