@@ -37,8 +37,8 @@ class ExtractConfig(BaseModel):
     dtype: Literal["float32", "float16"] = Field("float32", description="embedding storage type")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="encoder compute precision; 'auto': bf16 on GPUs and on CPUs with AVX512-BF16/AMX, else fp32")
     shards: list[int] | None = Field(None, description="only these shard indices (default: all)")
-    bert_batch: int = Field(8, ge=1, description="features per BERT forward")
-    encoder_batch: int = Field(32, ge=1, description="maps per encoder forward")
+    bert_batch: int | None = Field(None, ge=1, description="features per BERT forward (default: chosen from the device)")
+    encoder_batch: int | None = Field(None, ge=1, description="maps per encoder forward (default: chosen from the device)")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N'")
 
     def content(self) -> dict:

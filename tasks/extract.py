@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from tasks.attention import STATISTICS, QAModel, attention_maps, head_statistics, load_qa_model, scale_maps
 from tasks.config import ExtractConfig, fingerprint
 from tasks.errors import InputError
-from tasks.encode import EMBEDDING_DIM, Encoder, build_encoder, embed, prepare, resolve_precision
+from tasks.encode import EMBEDDING_DIM, InferenceEncoder, build_encoder, default_batches, resolve_precision
 from tasks.squad import Features, ShardPlan, SquadFile, load_squad, plan_shards, shard_features, tokenize
 from tasks.store import (
     Destination,
@@ -41,7 +41,7 @@ class Models:
     """What a worker process holds for the whole run: the QA model, the encoder and their device."""
 
     qa: QAModel
-    encoder: Encoder
+    encoder: InferenceEncoder
     device: torch.device
 
 
@@ -75,7 +75,7 @@ def _load_models(model: str, revision: str | None, weights: str, sha256: str | N
                  bn_mode: str, scaling: str, device: str) -> Models:
     encoder = build_encoder(weights, sha256, seed, bn_mode, normalise=scaling == "map")
     target = resolve_device(device)
-    return Models(_qa_model(model, revision, seed, device), prepare(encoder, target), target)
+    return Models(_qa_model(model, revision, seed, device), InferenceEncoder(encoder, target), target)
 
 
 def models_for(cfg: ExtractConfig) -> Models:
@@ -91,8 +91,13 @@ def squad_file(source: str) -> SquadFile:
 
 
 def resolve(cfg: ExtractConfig) -> ExtractConfig:
-    """`cfg` with 'auto' precision made concrete for this machine, so that the dataset records it."""
-    return cfg.model_copy(update={"precision": resolve_precision(cfg.precision, resolve_device(cfg.device))})
+    """`cfg` with the device's choices made concrete: precision ('auto', recorded in the dataset) and the batch
+    sizes left unset."""
+    device = resolve_device(cfg.device)
+    bert_batch, encoder_batch = default_batches(device, cfg.max_length)
+    return cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device),
+                                  "bert_batch": cfg.bert_batch or bert_batch,
+                                  "encoder_batch": cfg.encoder_batch or encoder_batch})
 
 
 def plan_extraction(cfg: ExtractConfig) -> ExtractionPlan:
@@ -145,7 +150,7 @@ def embed_features(batch: Features, models: Models, cfg: ExtractConfig) -> tuple
     stats = head_statistics(maps, ids, mask, tokenizer.cls_token_id, tokenizer.sep_token_id)
     flat = maps.flatten(0, 2)
     embeddings = torch.cat([
-        embed(models.encoder, scale_maps(chunk, cfg.scaling), cfg.precision)
+        models.encoder(scale_maps(chunk, cfg.scaling), cfg.precision)
         for chunk in flat.split(cfg.encoder_batch)
     ])
     return embeddings.cpu().numpy(), stats.cpu().numpy()

@@ -14,9 +14,11 @@ from tasks.encode import (
     EMBEDDING_DIM,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    InferenceEncoder,
     WeightsError,
     build_encoder,
-    embed,
+    reference_embed,
+    resolve_precision,
     to_images,
 )
 
@@ -56,7 +58,7 @@ def test_eval_mode_equals_torchvision_with_the_same_weights(backbone_file, scale
     assert encoder.identity["sha256"] == digest
     images = to_images(scaled_maps, normalise=True)
     expected = _reference(path).eval()(images)
-    actual = embed(encoder, scaled_maps)
+    actual = reference_embed(encoder, scaled_maps)
     assert actual.shape == (3, EMBEDDING_DIM)
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
 
@@ -94,10 +96,45 @@ def test_random_weights_are_seeded_and_named():
     assert not torch.equal(first(a), first(c))
 
 
+def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual.double() - expected.double()).norm() / expected.double().norm())
+
+
+@pytest.mark.parametrize("bn_mode", ["eval", "faithful"])
+@pytest.mark.parametrize("normalise", [True, False], ids=["map-scaling", "faithful-scaling"])
+def test_inference_encoder_computes_the_reference_function(backbone_file, bn_mode, normalise):
+    """Folded BatchNorm and the one-channel stem are exact rewrites: built and run in float64, the two paths
+    agree to rounding, at any map size (the stem's border offset depends on the size). In float32 the fast
+    path is as close to that exact function as the reference path itself is."""
+    exact_encoder = build_encoder(str(backbone_file[0]), bn_mode=bn_mode, normalise=normalise)
+    exact_encoder.module.double()
+    folded = InferenceEncoder(exact_encoder, torch.device("cpu")).module
+    encoder = build_encoder(str(backbone_file[0]), bn_mode=bn_mode, normalise=normalise)
+    fast = InferenceEncoder(encoder, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(2)
+    for size in (64, 40, 64):
+        maps = torch.rand(4, size, size, generator=generator) * 255
+        with torch.inference_mode():
+            exact = exact_encoder.module(to_images(maps.double(), normalise))
+            assert _relative_error(folded(maps.double()[:, None]), exact) < 1e-11
+        assert _relative_error(fast(maps), exact) <= 2 * _relative_error(reference_embed(encoder, maps), exact)
+    if bn_mode == "eval":
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.module.modules()), "every BatchNorm folded"
+    assert fast.module.conv1.conv.in_channels == 1
+    assert next(encoder.module.parameters()).shape[1] == 3, "the reference module is left as built"
+
+
 def test_bf16_drift_is_small(backbone_file, scaled_maps):
-    encoder = build_encoder(str(backbone_file[0]))
-    cosine = torch.cosine_similarity(embed(encoder, scaled_maps, "bf16"), embed(encoder, scaled_maps, "fp32"))
+    fast = InferenceEncoder(build_encoder(str(backbone_file[0])), torch.device("cpu"))
+    cosine = torch.cosine_similarity(fast(scaled_maps, "bf16"), fast(scaled_maps, "fp32"))
     assert cosine.min() > 0.99
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu avx512f avx512_bf16 amx_bf16 amx_tile", "bf16"),
+                                             ("fpu avx512f avx512_bf16", "fp32"), ("fpu sse2", "fp32"), ("", "fp32")])
+def test_auto_precision_on_cpu_is_bf16_only_with_amx(flags, expected):
+    assert resolve_precision("auto", torch.device("cpu"), flags) == expected
+    assert resolve_precision("fp16", torch.device("cpu"), flags) == "fp16"
 
 
 def test_wrong_sha256_is_refused(backbone_file):
