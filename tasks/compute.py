@@ -54,6 +54,22 @@ def _workers_have_gpus(client: Client) -> bool:
 
 
 @contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Only warnings from Dask's scheduler (here) and workers (spawned), whose INFO start-up lines would
+    otherwise reach the flow's console through Prefect's root handler."""
+    import dask
+
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.DASK_LOGGING__DISTRIBUTED": "warning"}):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
 def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_workers: int | None = None,
                  ) -> Iterator[Compute]:
     """A Dask client for the clustering flow; a cluster started here is closed on exit."""
@@ -68,11 +84,12 @@ def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_work
     if choose_backend(backend, gpus):
         from dask_cuda import LocalCUDACluster
 
-        with LocalCUDACluster(n_workers=n_workers or gpus) as cluster, Client(cluster) as client:
+        with _quiet_dask_logs(), LocalCUDACluster(n_workers=n_workers or gpus) as cluster, Client(cluster) as client:
             yield Compute(client, True, f"LocalCUDACluster with {len(cluster.workers)} GPU workers")
         return
     cores = os.cpu_count() or 1
     workers = n_workers or cores
-    with LocalCluster(n_workers=workers, threads_per_worker=max(1, cores // workers), processes=True,
-                      dashboard_address=":0", silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+    with _quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=max(1, cores // workers),
+                                          processes=True, dashboard_address=":0", silence_logs=logging.WARNING
+                                          ) as cluster, Client(cluster) as client:
         yield Compute(client, False, f"LocalCluster with {workers} CPU workers")
