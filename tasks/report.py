@@ -153,9 +153,10 @@ def plot_exemplars(exemplars: dict[int, list[tuple[np.ndarray, str]]], name: str
         for ax in axes_row:
             ax.axis("off")
         for ax, (attention, caption) in zip(axes_row, maps):
-            ax.imshow(attention, cmap="viridis")
+            ax.imshow(attention, cmap="viridis", vmin=0, vmax=max(float(np.quantile(attention, 0.99)), 1e-12))
             ax.set_title(f"{_cluster_title(cluster)}\n{caption}", fontsize=8)
-    return Figure(f"{name}_exemplars", f"{name}: attention maps nearest each cluster's centre", _png(fig))
+    return Figure(f"{name}_exemplars", f"{name}: attention maps nearest each cluster's centre (rows are queries; "
+                                       "colours saturate at each map's 99th percentile)", _png(fig))
 
 
 def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clusters: list[int], per_cluster: int,
