@@ -7,26 +7,24 @@ complete shard: readers and re-runs ignore a Parquet file without one."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec.implementations.local import LocalFileSystem
 
 from tasks.errors import InputError
+from tasks.storage import Location
 
 DATASET_RECORD = "dataset.json"
+VERSIONS = "versions"
 KEY_COLUMNS = ("feature_id", "layer", "head")
 
 
@@ -85,71 +83,65 @@ def rows_table(
     return pa.table(columns, schema=schema)
 
 
-@dataclass(frozen=True)
-class Destination:
-    """A dataset folder on any fsspec filesystem."""
-
-    fs: fsspec.AbstractFileSystem
-    root: str
-    url: str
-
-    @classmethod
-    def open(cls, url: str) -> Destination:
-        fs, root = fsspec.core.url_to_fs(url)
-        return cls(fs, root.rstrip("/"), url)
-
-    @property
-    def is_local(self) -> bool:
-        return isinstance(self.fs, LocalFileSystem)
-
-    def path(self, name: str) -> str:
-        return f"{self.root}/{name}"
-
-    def read_json(self, name: str) -> dict | None:
-        try:
-            return json.loads(self.fs.cat_file(self.path(name)))
-        except FileNotFoundError:
-            return None
-
-    def write_json(self, name: str, record: dict) -> None:
-        """Writes a JSON file whole: rename on local disk, one object write elsewhere."""
-        data = json.dumps(record, indent=2, sort_keys=True).encode()
-        if self.is_local:
-            os.makedirs(self.root, exist_ok=True)
-            partial = self.path(f".{name}.partial")
-            with open(partial, "wb") as f:
-                f.write(data)
-            os.replace(partial, self.path(name))
-        else:
-            self.fs.pipe_file(self.path(name), data)
-
-
 def shard_name(index: int) -> str:
     return f"shard-{index:06d}"
 
 
-def ensure_dataset_record(dest: Destination, record: dict) -> None:
-    """Writes dataset.json, or checks that the one there has the same fingerprint."""
+def _differences(existing: dict, record: dict) -> list[str]:
+    return sorted(
+        f"{part}.{key}"
+        for part in ("config", "source", "model", "encoder")
+        for key in set(existing.get(part, {})) | set(record.get(part, {}))
+        if existing.get(part, {}).get(key) != record.get(part, {}).get(key)
+    )
+
+
+def ensure_dataset_record(dest: Location, record: dict, new_version: bool = False) -> Location:
+    """The folder this dataset goes to: `dest` when it is empty (dataset.json is written, with its creation
+    time) or holds the same fingerprint; with `new_version`, `dest/versions/FINGERPRINT` when `dest` holds
+    another dataset. Otherwise the run is refused, naming what differs."""
     existing = dest.read_json(DATASET_RECORD)
     if existing is None:
-        dest.write_json(DATASET_RECORD, record)
-        return
-    if existing.get("fingerprint") != record["fingerprint"]:
-        differing = sorted(
-            f"{part}.{key}"
-            for part in ("config", "source", "model", "encoder")
-            for key in set(existing.get(part, {})) | set(record.get(part, {}))
-            if existing.get(part, {}).get(key) != record.get(part, {}).get(key)
-        )
-        raise DatasetMismatchError(
-            f"{dest.url}: holds a dataset with fingerprint {existing.get('fingerprint')}, this run has "
-            f"{record['fingerprint']} (differs in: {', '.join(differing) or 'format'}); "
-            "choose another destination for a new dataset"
-        )
+        dest.write_json(DATASET_RECORD, {**record, "created": datetime.now(timezone.utc).isoformat()})
+        return dest
+    if existing.get("fingerprint") == record["fingerprint"]:
+        return dest
+    version = f"{VERSIONS}/{record['fingerprint']}"
+    if new_version:
+        return ensure_dataset_record(dest.child(version), record)
+    raise DatasetMismatchError(
+        f"{dest.url}: holds a dataset with fingerprint {existing.get('fingerprint')}, this run has "
+        f"{record['fingerprint']} (differs in: {', '.join(_differences(existing, record)) or 'format'}); "
+        f"choose another destination, or pass --new-version to write it to {dest.url}/{version}"
+    )
+
+
+def dataset_versions(root: Location) -> list[Location]:
+    """The dataset at `root` (if any) and those under its versions/ folder."""
+    try:
+        names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in root.fs.ls(root.path(VERSIONS), detail=False))
+    except FileNotFoundError:
+        names = []
+    candidates = [root, *(root.child(f"{VERSIONS}/{name}") for name in names)]
+    return [c for c in candidates if c.read_json(DATASET_RECORD) is not None]
+
+
+def is_complete(dataset: Location) -> bool:
+    """Every shard that dataset.json plans is published."""
+    record = dataset.read_json(DATASET_RECORD)
+    return record is not None and len(published_manifests(dataset, record["fingerprint"])) == record["shards"]["count"]
+
+
+def newest_complete(root: Location) -> Location:
+    """The most recently created complete dataset among `root` and its versions."""
+    complete = [d for d in dataset_versions(root) if is_complete(d)]
+    if not complete:
+        raise ShardError(f"{root.url}: no complete dataset here or under {VERSIONS}/")
+    return max(complete, key=lambda d: d.read_json(DATASET_RECORD).get("created", ""))
 
 
 @contextmanager
-def staging_dir(dest: Destination) -> Iterator[Path]:
+def staging_dir(dest: Location) -> Iterator[Path]:
     """A local folder for files on their way to `dest`, removed afterwards whatever happens.
     For a local destination it sits inside it, so that publishing is a rename."""
     if dest.is_local:
@@ -163,11 +155,13 @@ def staging_dir(dest: Destination) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def remove_stale_staging(dest: Destination) -> None:
-    """Removes staging folders that a killed run left inside a local destination."""
+def remove_stale_staging(dest: Location) -> None:
+    """Removes the staging folders and half-written JSON files that a killed run left in a local destination."""
     if dest.is_local and os.path.isdir(dest.root):
         for entry in Path(dest.root).glob(".partial-*"):
             shutil.rmtree(entry, ignore_errors=True)
+        for entry in Path(dest.root).glob(".*.partial-*"):
+            entry.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:
@@ -179,7 +173,7 @@ def _sha256(path: Path) -> str:
 
 
 def publish_shard(
-    dest: Destination, index: int, local: Path, schema: pa.Schema, expected_rows: int, manifest: dict
+    dest: Location, index: int, local: Path, schema: pa.Schema, expected_rows: int, manifest: dict
 ) -> dict:
     """Verifies a locally written shard, puts it under its final name, then writes its manifest."""
     meta = pq.ParquetFile(local)
@@ -205,13 +199,13 @@ def publish_shard(
     return manifest
 
 
-def published_manifest(dest: Destination, index: int, fingerprint: str) -> dict | None:
+def published_manifest(dest: Location, index: int, fingerprint: str) -> dict | None:
     """The manifest of shard `index` if it is published in `dest` for this fingerprint."""
     record = dest.read_json(f"{shard_name(index)}.json")
     return record if record is not None and record.get("fingerprint") == fingerprint else None
 
 
-def published_manifests(dest: Destination, fingerprint: str) -> dict[int, dict]:
+def published_manifests(dest: Location, fingerprint: str) -> dict[int, dict]:
     """Manifests of the shards that are complete in `dest` for this fingerprint, by shard index."""
     try:
         names = dest.fs.glob(dest.path("shard-*.json"))
@@ -225,7 +219,7 @@ def published_manifests(dest: Destination, fingerprint: str) -> dict[int, dict]:
     return manifests
 
 
-def read_shard(dest: Destination, index: int, verify: bool = True) -> pa.Table:
+def read_shard(dest: Location, index: int, verify: bool = True) -> pa.Table:
     """A published shard as an Arrow table, checked against its manifest (row count and sha256)."""
     name = shard_name(index)
     manifest = dest.read_json(f"{name}.json")

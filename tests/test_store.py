@@ -10,11 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tasks.storage import Location
 from tasks.store import (
     DatasetMismatchError,
-    Destination,
     ShardError,
     ensure_dataset_record,
+    newest_complete,
     publish_shard,
     published_manifests,
     read_shard,
@@ -59,17 +60,17 @@ def test_float16_storage():
     assert np.stack(table["embedding"].to_numpy(zero_copy_only=False))[5, 0] == 0
 
 
-def _publish(dest: Destination, index: int, table: pa.Table) -> dict:
+def _publish(dest: Location, index: int, table: pa.Table, fingerprint: str = "fp") -> dict:
     with staging_dir(dest) as staging:
         local = staging / "x.parquet"
         pq.write_table(table, local)
-        return publish_shard(dest, index, local, table.schema, table.num_rows, {"fingerprint": "fp"})
+        return publish_shard(dest, index, local, table.schema, table.num_rows, {"fingerprint": fingerprint})
 
 
 @pytest.fixture(params=["local", "memory"])
 def dest(request, tmp_path):
     url = str(tmp_path / "dataset") if request.param == "local" else f"memory://bucket-{uuid.uuid4().hex}/dataset"
-    return Destination.open(url)
+    return Location.open(url)
 
 
 def test_publish_then_read_round_trip(dest):
@@ -113,7 +114,7 @@ def test_a_shard_with_the_wrong_row_count_is_not_published(dest):
 
 
 def test_a_crash_while_writing_leaves_nothing_behind(tmp_path):
-    dest = Destination.open(str(tmp_path / "dataset"))
+    dest = Location.open(str(tmp_path / "dataset"))
     table = _rows(0, 4)
     with pytest.raises(KeyboardInterrupt):
         with staging_dir(dest) as staging, pq.ParquetWriter(staging / "x.parquet", table.schema) as writer:
@@ -123,20 +124,41 @@ def test_a_crash_while_writing_leaves_nothing_behind(tmp_path):
 
 
 def test_staging_left_by_a_killed_process_is_removed(tmp_path):
-    dest = Destination.open(str(tmp_path / "dataset"))
+    dest = Location.open(str(tmp_path / "dataset"))
     _publish(dest, 0, _rows(0, 2))
     killed = tmp_path / "dataset" / ".partial-abc123"
     killed.mkdir()
     (killed / "shard-000001.parquet").write_bytes(b"PAR1 partial")
+    (tmp_path / "dataset" / ".shard-000001.json.partial-0a1b").write_bytes(b'{"half": ')
     remove_stale_staging(dest)
     assert sorted(os.listdir(dest.root)) == ["shard-000000.json", "shard-000000.parquet"]
 
 
 def test_dataset_record_guards_against_mixing_configs(dest):
-    record = {"fingerprint": "aaa", "config": {"scaling": "map", "max_length": 384}, "model": {"model": "m"}}
-    ensure_dataset_record(dest, record)
-    ensure_dataset_record(dest, record)  # the same config may resume
+    record = {"fingerprint": "aaa", "config": {"scaling": "map", "max_length": 384}, "model": {"model": "m"},
+              "shards": {"count": 1}}
+    assert ensure_dataset_record(dest, record) == dest
+    written = dest.read_json("dataset.json")
+    assert ensure_dataset_record(dest, record) == dest  # the same config may resume
     other = {**record, "fingerprint": "bbb", "config": {"scaling": "faithful", "max_length": 384}}
-    with pytest.raises(DatasetMismatchError, match=r"fingerprint aaa.*bbb \(differs in: config.scaling\)"):
+    with pytest.raises(DatasetMismatchError, match=r"fingerprint aaa.*bbb \(differs in: config.scaling\).*"
+                                                   r"--new-version to write it to .*/versions/bbb"):
         ensure_dataset_record(dest, other)
-    assert dest.read_json("dataset.json") == record
+    assert dest.read_json("dataset.json") == written
+    assert written.pop("created") and written == record
+
+
+def test_a_new_version_goes_beside_the_first_and_the_newest_complete_one_is_found(dest):
+    first = {"fingerprint": "aaa", "config": {"scaling": "map"}, "shards": {"count": 1}}
+    second = {"fingerprint": "bbb", "config": {"scaling": "faithful"}, "shards": {"count": 1}}
+    ensure_dataset_record(dest, first)
+    version = ensure_dataset_record(dest, second, new_version=True)
+    assert version.url == f"{dest.url}/versions/bbb" and version.read_json("dataset.json")["fingerprint"] == "bbb"
+    assert ensure_dataset_record(dest, second, new_version=True) == version, "a re-run resumes the version"
+    assert dest.read_json("dataset.json")["fingerprint"] == "aaa", "the first dataset is left as it was"
+    with pytest.raises(ShardError, match="no complete dataset"):
+        newest_complete(dest)
+    _publish(dest, 0, _rows(0, 2), fingerprint="aaa")
+    assert newest_complete(dest) == dest, "the only complete one"
+    _publish(version, 0, _rows(0, 2), fingerprint="bbb")
+    assert newest_complete(dest) == version, "both complete: the newer"
