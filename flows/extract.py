@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from typing import Sequence
 
 from prefect import flow, get_run_logger
@@ -14,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from tasks.cli import config_from_args
 from tasks.config import ExtractConfig
 from tasks.errors import InputError
-from tasks.extract import extract_shard_task, plan_extraction_task, resolve
+from tasks.extract import check_destination_task, extract_shard_task, plan_extraction_task, resolve
 
 
 @flow(name="extract")
@@ -23,19 +24,31 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
     log = get_run_logger()
     started = time.perf_counter()
     config = resolve(config)
-    plan, published = plan_extraction_task(config)
+    check_destination_task(config)
+    plan, dataset, published = plan_extraction_task(config)
+    config = config.model_copy(update={"dest": dataset})
     todo = [p for p in plan.shards if p.index not in published]
     log.info("dataset %s at %s: %d shards planned, %d already published, %d to extract",
-             plan.fingerprint, config.dest, len(plan.shards), len(plan.shards) - len(todo), len(todo))
-    progress = create_progress_artifact(0.0, key="extract-progress", description=f"Shards of {config.dest}")
-    manifests = {}
-    for done, shard in enumerate(plan.shards, start=1):
-        log.info("shard %d (%d of %d)", shard.index, done, len(plan.shards))
-        manifests[shard.index] = extract_shard_task(config, shard, plan.record)
-        update_progress_artifact(progress, 100.0 * done / len(plan.shards))
+             plan.fingerprint, dataset, len(plan.shards), len(plan.shards) - len(todo), len(todo))
+    progress = create_progress_artifact(0.0, key="extract-progress", description=f"Shards of {dataset}")
+    manifests: dict[int, dict] = {}
+    in_flight: deque = deque()
+
+    def finish_oldest() -> None:
+        shard, future = in_flight.popleft()
+        manifests[shard.index] = future.result()
+        update_progress_artifact(progress, 100.0 * len(manifests) / len(plan.shards))
+        log.info("shard %d done (%d of %d)", shard.index, len(manifests), len(plan.shards))
+
+    for shard in plan.shards:
+        if len(in_flight) >= config.staged_shards:
+            finish_oldest()
+        in_flight.append((shard, extract_shard_task.submit(config, shard, plan.record)))
+    while in_flight:
+        finish_oldest()
     computed = [manifests[p.index] for p in todo]
     summary = {
-        "dest": config.dest,
+        "dest": dataset,
         "fingerprint": plan.fingerprint,
         "shards": len(manifests),
         "extracted_now": len(computed),

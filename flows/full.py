@@ -20,15 +20,15 @@ from tasks.errors import InputError
 
 @flow(name="full")
 def full(extraction: ExtractConfig = ExtractConfig(), clustering: ClusterConfig = ClusterConfig()) -> dict:
-    """Extracts `extraction.dest`, then clusters it."""
+    """Extracts `extraction.dest` (or the new version there), then clusters that dataset."""
     extracted = extract(extraction)
-    clustered = cluster(clustering.model_copy(update={"dataset": extraction.dest}))
+    clustered = cluster(clustering.model_copy(update={"dataset": extracted["dest"], "newest": False}))
     return {"extraction": extracted, "report": clustered["report"], "clustering": clustered["summary"]}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     extraction, clustering = configs_from_args([ExtractConfig, ClusterConfig], __doc__.splitlines()[0], argv,
-                                               exclude=["dataset"])
+                                               exclude=["dataset", "newest"])
     try:
         result = full(extraction, clustering)
     except InputError as exc:

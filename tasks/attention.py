@@ -71,7 +71,7 @@ def load_qa_model(name: str, revision: str | None = None, seed: int = 0) -> QAMo
                 )
             identity["commit"] = getattr(model.config, "_commit_hash", None)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"model '{name}': cannot load ({exc})") from exc
+        raise ModelLoadError(f"model '{name}': cannot load ({' '.join(str(exc).split())})") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"model '{name}': a fast tokenizer is needed for offsets and overflow windows")
     model.eval()

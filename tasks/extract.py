@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -12,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from prefect import task
+from prefect.tasks import exponential_backoff
 from tqdm.auto import tqdm
 
 from tasks.attention import STATISTICS, QAModel, attention_maps, head_statistics, load_qa_model, scale_maps
@@ -19,8 +21,9 @@ from tasks.config import ExtractConfig, fingerprint
 from tasks.errors import InputError
 from tasks.encode import EMBEDDING_DIM, InferenceEncoder, build_encoder, default_batches, resolve_precision
 from tasks.squad import Features, ShardPlan, SquadFile, load_squad, plan_shards, shard_features, tokenize
+from tasks.storage import Location, is_transient, storage_options
 from tasks.store import (
-    Destination,
+    ShardError,
     ensure_dataset_record,
     published_manifest,
     published_manifests,
@@ -34,6 +37,8 @@ from tasks.store import (
 
 FORMAT = "squad-attention-atlas/1"
 log = logging.getLogger(__name__)
+_loading = threading.Lock()  # models and inputs load once per process, also when shard tasks run in threads
+_compute_slots: dict[str, threading.Lock] = {}
 
 
 @dataclass
@@ -80,14 +85,32 @@ def _load_models(model: str, revision: str | None, weights: str, sha256: str | N
 
 def models_for(cfg: ExtractConfig) -> Models:
     """The models for `cfg`, loaded once per process."""
-    return _load_models(cfg.model, cfg.model_revision, cfg.encoder_weights, cfg.encoder_sha256, cfg.seed,
-                        cfg.bn_mode, cfg.scaling, cfg.device)
+    with _loading:
+        return _load_models(cfg.model, cfg.model_revision, cfg.encoder_weights, cfg.encoder_sha256, cfg.seed,
+                            cfg.bn_mode, cfg.scaling, cfg.device)
+
+
+def compute_slot(device: torch.device) -> threading.Lock:
+    """The lock that lets one shard at a time compute on `device` (and use the shared tokenizer), while the
+    shards around it upload."""
+    with _loading:
+        return _compute_slots.setdefault(str(device), threading.Lock())
+
+
+def location(url: str, credentials: str | None) -> Location:
+    """`url` opened with the credentials the config names (or the environment's)."""
+    return Location.open(url, storage_options(url, credentials))
 
 
 @functools.lru_cache(maxsize=2)
-def squad_file(source: str) -> SquadFile:
-    """The validated SQuAD file, read once per process."""
-    return load_squad(source)
+def _squad_file(source: str, credentials: str | None, max_context_chars: int) -> SquadFile:
+    return load_squad(source, storage_options(source, credentials), max_context_chars)
+
+
+def squad_file(cfg: ExtractConfig) -> SquadFile:
+    """The validated SQuAD file of `cfg`, read once per process."""
+    with _loading:
+        return _squad_file(cfg.source, cfg.credentials, cfg.max_context_chars)
 
 
 def resolve(cfg: ExtractConfig) -> ExtractConfig:
@@ -106,7 +129,7 @@ def plan_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     `cfg` must be resolved (see `resolve`)."""
     if cfg.precision == "auto":
         raise ValueError("plan_extraction needs a resolved config: call resolve(cfg) first")
-    squad = squad_file(cfg.source)
+    squad = squad_file(cfg)
     models = models_for(cfg)
     features = tokenize(squad.examples, models.qa.tokenizer, cfg.max_length, cfg.doc_stride, cfg.max_query_length)
     shards = plan_shards(features, cfg.shard_size)
@@ -156,107 +179,122 @@ def embed_features(batch: Features, models: Models, cfg: ExtractConfig) -> tuple
     return embeddings.cpu().numpy(), stats.cpu().numpy()
 
 
+def _publish(dest: Location, plan: ShardPlan, local, schema, rows: int, manifest: dict) -> dict:
+    """Publishes a staged shard; a permanent storage fault becomes a clear error, a transient one is raised as
+    it is, for the task's retries."""
+    try:
+        return publish_shard(dest, plan.index, local, schema, rows, manifest)
+    except ShardError:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise dest.fault(f"publish {shard_name(plan.index)}", exc) from None
+
+
 def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: dict, show_progress: bool = True) -> dict:
-    """Computes one shard's rows, writes them as Parquet, verifies and publishes; returns the manifest."""
-    dest = Destination.open(cfg.dest)
-    squad = squad_file(cfg.source)
+    """Computes one shard's rows into a local Parquet file, then verifies and publishes it; returns the
+    manifest. The computing holds the device's compute slot; the upload does not, so that the next shard
+    computes meanwhile."""
+    dest = location(cfg.dest, cfg.credentials)
+    squad = squad_file(cfg)
     if squad.sha256 != record["source"]["sha256"]:
         raise InputError(f"{cfg.source}: the file changed since the dataset was planned")
     models = models_for(cfg)
-    features = shard_features(squad.examples, plan, models.qa.tokenizer, cfg.max_length, cfg.doc_stride,
-                              cfg.max_query_length)
     schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS)
-    maps_per_feature = models.qa.n_layers * models.qa.n_heads
-    started = time.perf_counter()
+    rows = plan.n_features * models.qa.n_layers * models.qa.n_heads
     with staging_dir(dest) as staging:
         local = staging / f"{shard_name(plan.index)}.parquet"
-        bar = tqdm(total=len(features), desc=shard_name(plan.index), unit="feature", disable=not show_progress)
-        with pq.ParquetWriter(local, schema, compression="zstd") as writer, bar:
-            for batch in _batches(features, cfg.bert_batch):
-                embeddings, stats = embed_features(batch, models, cfg)
-                writer.write_table(rows_table(schema, batch.feature_id, batch.question_id, batch.span,
-                                              embeddings, stats))
-                bar.update(len(batch))
-        seconds = time.perf_counter() - started
-        manifest = publish_shard(dest, plan.index, local, schema, len(features) * maps_per_feature, {
+        with compute_slot(models.device):
+            started = time.perf_counter()
+            features = shard_features(squad.examples, plan, models.qa.tokenizer, cfg.max_length, cfg.doc_stride,
+                                      cfg.max_query_length)
+            bar = tqdm(total=len(features), desc=shard_name(plan.index), unit="feature", disable=not show_progress)
+            with pq.ParquetWriter(local, schema, compression="zstd") as writer, bar:
+                for batch in _batches(features, cfg.bert_batch):
+                    embeddings, stats = embed_features(batch, models, cfg)
+                    writer.write_table(rows_table(schema, batch.feature_id, batch.question_id, batch.span,
+                                                  embeddings, stats))
+                    bar.update(len(batch))
+            seconds = time.perf_counter() - started
+        manifest = _publish(dest, plan, local, schema, rows, {
             "fingerprint": record["fingerprint"],
             "features": [plan.feature_start, plan.feature_stop],
             "examples": [plan.example_start, plan.example_stop],
             "first_span": plan.first_span,
             "seconds": round(seconds, 3),
-            "maps_per_second": round(len(features) * maps_per_feature / seconds, 2),
+            "maps_per_second": round(rows / seconds, 2),
         })
     log.info("%s: %d rows published to %s (%.1f maps/s)", shard_name(plan.index), manifest["rows"],
              cfg.dest, manifest["maps_per_second"])
     return manifest
 
 
-def prepare_destination(cfg: ExtractConfig, plan: ExtractionPlan) -> dict[int, dict]:
-    """Writes or checks dataset.json, clears what killed runs left, and returns the published manifests."""
-    dest = Destination.open(cfg.dest)
-    ensure_dataset_record(dest, plan.record)
-    remove_stale_staging(dest)
-    return published_manifests(dest, plan.fingerprint)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Faults worth retrying: connections and timeouts, not bugs or bad input."""
-    return isinstance(exc, (ConnectionError, TimeoutError))
+def prepare_destination(cfg: ExtractConfig, plan: ExtractionPlan) -> tuple[str, dict[int, dict]]:
+    """Writes or checks dataset.json (a new version where asked), clears what killed runs left, and returns
+    where the dataset goes and its published manifests."""
+    target = ensure_dataset_record(location(cfg.dest, cfg.credentials), plan.record, cfg.new_version)
+    remove_stale_staging(target)
+    return target.url, published_manifests(target, plan.fingerprint)
 
 
 def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     return is_transient(state.result(raise_on_failure=False))
 
 
+RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5,
+               retry_condition_fn=_retry_if_transient)
+
+
 def _published_shard_key(context: Any, inputs: dict[str, Any]) -> str | None:
     """Prefect cache key of a shard task: (fingerprint, shard, manifest hash) once the shard is published in
     the destination, none before. The destination stays the truth: a shard deleted there runs again."""
     cfg, plan, record = inputs["cfg"], inputs["plan"], inputs["record"]
-    manifest = published_manifest(Destination.open(cfg.dest), plan.index, record["fingerprint"])
+    manifest = published_manifest(location(cfg.dest, cfg.credentials), plan.index, record["fingerprint"])
     if manifest is None:
         return None
     return f"{record['fingerprint']}-{shard_name(plan.index)}-{manifest['sha256'][:16]}"
 
 
-@task(
-    name="extract-shard",
-    task_run_name="shard-{plan.index}",
-    retries=2,
-    retry_delay_seconds=[10, 60],
-    retry_condition_fn=_retry_if_transient,
-    cache_key_fn=_published_shard_key,
-    persist_result=True,
-    result_serializer="json",
-)
+@task(name="extract-shard", task_run_name="shard-{plan.index}", cache_key_fn=_published_shard_key,
+      persist_result=True, result_serializer="json", **RETRIES)
 def extract_shard_task(cfg: ExtractConfig, plan: ShardPlan, record: dict) -> dict:
     """Prefect task of one shard; a shard already published in the destination is not recomputed."""
-    published = published_manifest(Destination.open(cfg.dest), plan.index, record["fingerprint"])
+    published = published_manifest(location(cfg.dest, cfg.credentials), plan.index, record["fingerprint"])
     return published or extract_shard(cfg, plan, record)
 
 
-@task(name="plan-extraction")
-def plan_extraction_task(cfg: ExtractConfig) -> tuple[ExtractionPlan, dict[int, dict]]:
-    """Prefect task: plan the dataset and prepare the destination."""
+@task(name="check-destination", **RETRIES)
+def check_destination_task(cfg: ExtractConfig) -> None:
+    """Prefect task: fail at once where the destination cannot be written, before any model loads."""
+    location(cfg.dest, cfg.credentials).check_writable()
+
+
+@task(name="plan-extraction", **RETRIES)
+def plan_extraction_task(cfg: ExtractConfig) -> tuple[ExtractionPlan, str, dict[int, dict]]:
+    """Prefect task: plan the dataset and prepare the destination; returns the plan, where the dataset goes
+    and what is published there."""
     plan = plan_extraction(cfg)
-    return plan, prepare_destination(cfg, plan)
+    return plan, *prepare_destination(cfg, plan)
 
 
-
-def config_of(record: dict, dataset: str) -> ExtractConfig:
+def config_of(record: dict, dataset: str, credentials: str | None = None) -> ExtractConfig:
     """The extraction config a dataset was made with, as its dataset.json records it."""
-    return ExtractConfig(**record["config"], source=record["source"]["location"], dest=dataset)
+    return ExtractConfig(**record["config"], source=record["source"]["location"], dest=dataset,
+                         credentials=credentials)
 
 
-def recompute_maps(record: dict, dataset: str, feature_ids: list[int], layers: list[int], heads: list[int],
-                   ) -> list[np.ndarray]:
+def recompute_maps(record: dict, dataset: str, credentials: str | None, feature_ids: list[int], layers: list[int],
+                   heads: list[int]) -> list[np.ndarray]:
     """Attention maps of (feature, layer, head) triples, recomputed with the dataset's model and cropped to
     the feature's real (non-padding) tokens."""
-    cfg = config_of(record, dataset)
-    squad = squad_file(cfg.source)
+    cfg = config_of(record, dataset, credentials)
+    squad = squad_file(cfg)
     if squad.sha256 != record["source"]["sha256"]:
         raise InputError(f"{cfg.source}: differs from the file the dataset {dataset} was made from")
-    qa = _qa_model(cfg.model, cfg.model_revision, cfg.seed, cfg.device)
-    manifests = published_manifests(Destination.open(dataset), record["fingerprint"]).values()
+    with _loading:
+        qa = _qa_model(cfg.model, cfg.model_revision, cfg.seed, cfg.device)
+    manifests = published_manifests(location(dataset, credentials), record["fingerprint"]).values()
     wanted = set(feature_ids)
     rows: dict[int, tuple] = {}
     for manifest in manifests:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from distributed import wait
+
 from tasks.errors import InputError
-from tasks.store import DATASET_RECORD, Destination, published_manifests, read_shard
+from tasks.storage import Location, retrying
+from tasks.store import DATASET_RECORD, ShardError, published_manifests, read_shard
 
 KEYS = ("feature_id", "question_id", "span", "layer", "head")
 
@@ -35,6 +38,7 @@ class Sample:
     parts: list  # distributed.Future of np.ndarray, in row order
     part_rows: list[int]
     dim: int
+    skipped: dict[int, str] = field(default_factory=dict)  # shard index -> why it was left out
 
     @classmethod
     def scatter(cls, client, rows: pd.DataFrame, vectors: np.ndarray, n_parts: int = 2) -> Sample:
@@ -48,22 +52,22 @@ class Sample:
         return np.concatenate(client.gather(self.parts))
 
 
-def dataset_record(dataset: str) -> dict:
-    record = Destination.open(dataset).read_json(DATASET_RECORD)
+def dataset_record(dataset: Location) -> dict:
+    record = dataset.read_json(DATASET_RECORD)
     if record is None:
-        raise InputError(f"{dataset}: no {DATASET_RECORD}: not a dataset folder (run the extraction first)")
+        raise InputError(f"{dataset.url}: no {DATASET_RECORD}: not a dataset folder (run the extraction first)")
     return record
 
 
-def select_manifests(dataset: str, record: dict, shards: list[int] | None) -> list[dict]:
+def select_manifests(dataset: Location, record: dict, shards: list[int] | None) -> list[dict]:
     """Manifests of the published shards to read, in shard order; asking for an unpublished shard is an error."""
-    published = published_manifests(Destination.open(dataset), record["fingerprint"])
+    published = published_manifests(dataset, record["fingerprint"])
     if not published:
-        raise InputError(f"{dataset}: no published shards")
+        raise InputError(f"{dataset.url}: no published shards")
     wanted = sorted(published) if shards is None else sorted(shards)
     missing = [s for s in wanted if s not in published]
     if missing:
-        raise InputError(f"{dataset}: shards {missing} are not published (published: {sorted(published)})")
+        raise InputError(f"{dataset.url}: shards {missing} are not published (published: {sorted(published)})")
     return [published[s] for s in wanted]
 
 
@@ -88,10 +92,10 @@ def row_mask(table: pa.Table, manifest: dict, spec: SampleSpec) -> np.ndarray:
     return _uniform(feature_id, table["layer"].to_numpy(), table["head"].to_numpy(), spec.seed) < spec.fraction
 
 
-def read_sampled_shard(dataset: str, manifest: dict, spec: SampleSpec) -> tuple[pa.Table, np.ndarray]:
+def read_sampled_shard(dataset: Location, manifest: dict, spec: SampleSpec) -> tuple[pa.Table, np.ndarray]:
     """One shard's sampled rows (verified against its manifest): keys and statistics, and float32 vectors.
     Runs on a Dask worker."""
-    table = read_shard(Destination.open(dataset), manifest["shard"])
+    table = retrying(read_shard, dataset, manifest["shard"])
     table = table.filter(pa.array(row_mask(table, manifest, spec)))
     embedding = table["embedding"].combine_chunks()
     dim = embedding.type.list_size
@@ -107,14 +111,28 @@ def _vectors(part: tuple[pa.Table, np.ndarray]) -> np.ndarray:
     return part[1]
 
 
-def load_sample(client, dataset: str, manifests: list[dict], spec: SampleSpec) -> Sample:
-    """Reads the shards in parallel on the workers; keys come here, vectors stay there."""
-    shards = client.map(read_sampled_shard, [dataset] * len(manifests), manifests, [spec] * len(manifests),
-                        pure=False)
+def load_sample(client, dataset: Location, manifests: list[dict], spec: SampleSpec, on_bad_shard: str = "fail"
+                ) -> Sample:
+    """Reads the shards in parallel on the workers, each checked against its manifest; keys come here, vectors
+    stay there. A missing or corrupt shard fails the run, or with on_bad_shard 'skip' is left out and named."""
+    read = client.map(read_sampled_shard, [dataset] * len(manifests), manifests, [spec] * len(manifests),
+                      pure=False)
+    wait(read)
+    shards, skipped = [], {}
+    for manifest, future in zip(manifests, read):
+        if future.status == "error":
+            error = future.exception()
+            if not (isinstance(error, ShardError) and on_bad_shard == "skip"):
+                raise error
+            skipped[manifest["shard"]] = str(error)
+        else:
+            shards.append(future)
+    if not shards:
+        raise InputError(f"{dataset.url}: every shard is unreadable: {skipped}")
     keys = client.gather(client.map(_keys, shards))
     vectors = client.map(_vectors, shards)
     rows = pa.concat_tables(keys).to_pandas()
     if len(rows) == 0:
-        raise InputError(f"{dataset}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
+        raise InputError(f"{dataset.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
     dim = client.submit(np.shape, vectors[0]).result()[1]
-    return Sample(rows, vectors, [k.num_rows for k in keys], dim)
+    return Sample(rows, vectors, [k.num_rows for k in keys], dim, skipped)

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import fsspec
 import numpy as np
 
-from tasks.config import EMBEDDED_SAMPLE
+from tasks.config import EMBEDDED_SAMPLE, ExtractConfig
 from tasks.errors import InputError
+from tasks.storage import Location, is_transient
+
+MAX_CONTEXT_CHARS = ExtractConfig.model_fields["max_context_chars"].default
 
 
 class SquadFormatError(InputError, ValueError):
@@ -101,18 +103,23 @@ def resolve_source(source: str) -> str:
     return embedded_sample_path() if source == EMBEDDED_SAMPLE else source
 
 
-def load_squad(source: str) -> SquadFile:
-    """Reads and validates a SQuAD v2 JSON from a path or fsspec URL (https://, gs://, s3://)."""
+def load_squad(source: str, options: dict | None = None, max_context_chars: int = MAX_CONTEXT_CHARS) -> SquadFile:
+    """Reads and validates a SQuAD v2 JSON from a path or fsspec URL (https://, gs://, s3://), with the
+    storage `options` (credentials) given. Transient faults are raised as they are, for retries."""
     source = resolve_source(source)
+    where = Location.open(source, options)
     try:
-        fs, path = fsspec.core.url_to_fs(source)
-        raw = fs.cat_file(path)
+        raw = where.fs.cat_file(where.root)
     except FileNotFoundError as exc:
         raise SquadFormatError(f"{source}: file not found") from exc
-    return parse_squad(raw, source)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise where.fault("read", exc) from None
+    return parse_squad(raw, source, max_context_chars)
 
 
-def parse_squad(raw: bytes, source: str) -> SquadFile:
+def parse_squad(raw: bytes, source: str, max_context_chars: int = MAX_CONTEXT_CHARS) -> SquadFile:
     """Decodes and validates SQuAD v2 bytes; `source` names the file in errors."""
     try:
         text = raw.decode("utf-8")
@@ -122,7 +129,7 @@ def parse_squad(raw: bytes, source: str) -> SquadFile:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SquadFormatError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
-    examples = _validate(document, source)
+    examples = _validate(document, source, max_context_chars)
     return SquadFile(source=source, sha256=hashlib.sha256(raw).hexdigest(), examples=examples)
 
 
@@ -138,7 +145,7 @@ def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any
     return value
 
 
-def _validate(document: Any, source: str) -> list[Example]:
+def _validate(document: Any, source: str, max_context_chars: int) -> list[Example]:
     examples: list[Example] = []
     seen: dict[str, str] = {}
     for a, article in enumerate(_field(document, "data", list, source)):
@@ -150,6 +157,9 @@ def _validate(document: Any, source: str) -> list[Example]:
             context = _field(paragraph, "context", str, where_p)
             if not context.strip():
                 raise SquadFormatError(f"{where_p}.context: empty context")
+            if len(context) > max_context_chars:
+                raise SquadFormatError(f"{where_p}.context: {len(context):,} characters, over the limit of "
+                                       f"{max_context_chars:,} (raise it with --max-context-chars)")
             for q, qa in enumerate(_field(paragraph, "qas", list, where_p)):
                 examples.append(_validate_qa(qa, f"{where_p} qas[{q}]", title, context, seen))
     if not examples:

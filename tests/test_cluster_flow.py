@@ -20,7 +20,8 @@ from tasks.config import ClusterConfig, ExtractConfig
 from tasks.errors import InputError
 from tasks.report import labels_frame
 from tasks.sample import Sample, SampleSpec, dataset_record, load_sample, select_manifests
-from tasks.store import Destination, ensure_dataset_record, publish_shard, row_schema, rows_table, staging_dir
+from tasks.storage import Location
+from tasks.store import ShardError, ensure_dataset_record, publish_shard, row_schema, rows_table, staging_dir
 
 LAYERS, HEADS, DIM, STATS = 6, 4, 16, ["entropy", "cls_mass"]
 CENTRES = np.random.default_rng(5).normal(size=(3, DIM - 3)) * 10
@@ -28,9 +29,9 @@ CENTRES = np.random.default_rng(5).normal(size=(3, DIM - 3)) * 10
 
 def _write_dataset(path: Path, n_features: int = 60, shard_size: int = 25) -> str:
     """A dataset whose rows cluster by layer % 3 and whose last 3 dimensions encode (feature, layer, head)."""
-    dest = Destination.open(str(path))
+    dest = Location.open(str(path))
     record = {"fingerprint": "synthetic", "statistics": STATS, "model": {"model": "none", "layers": LAYERS, "heads": HEADS},
-              "config": {}, "source": {"location": "none"}}
+              "config": {}, "source": {"location": "none"}, "shards": {"count": -(-n_features // shard_size)}}
     ensure_dataset_record(dest, record)
     schema = row_schema(DIM, "float32", STATS)
     rng = np.random.default_rng(0)
@@ -64,8 +65,8 @@ def _decoded_keys(vectors: np.ndarray) -> np.ndarray:
 
 
 def _sample(client, dataset, spec, shards=None):
-    record = dataset_record(dataset)
-    return load_sample(client, dataset, select_manifests(dataset, record, shards), spec)
+    location = Location.open(dataset)
+    return load_sample(client, location, select_manifests(location, dataset_record(location), shards), spec)
 
 
 @pytest.mark.parametrize("spec", [SampleSpec("first", None), SampleSpec("first", 4), SampleSpec("random", fraction=0.3, seed=2)])
@@ -113,9 +114,9 @@ def test_labels_stay_joined_to_feature_layer_and_head_after_shuffling_and_reclus
 
 def test_bad_dataset_arguments_are_named(client, dataset, tmp_path):
     with pytest.raises(InputError, match="no dataset.json: not a dataset folder"):
-        dataset_record(str(tmp_path))
+        dataset_record(Location.open(str(tmp_path)))
     with pytest.raises(InputError, match=r"shards \[7\] are not published \(published: \[0, 1, 2\]\)"):
-        select_manifests(dataset, dataset_record(dataset), [1, 7])
+        select_manifests(Location.open(dataset), dataset_record(Location.open(dataset)), [1, 7])
 
 
 def test_cluster_flow_writes_every_output(prefect_server, dataset, tmp_path):
@@ -143,6 +144,47 @@ def test_cluster_flow_writes_every_output(prefect_server, dataset, tmp_path):
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert "mean_entropy" in page and "mean_layer" in page
     assert not list(tmp_path.glob(".clusters.*")), "no staging folder left behind"
+
+
+def _copy(dataset: str, to: Path) -> Path:
+    to.mkdir(parents=True)
+    for path in Path(dataset).iterdir():
+        (to / path.name).write_bytes(path.read_bytes())
+    return to
+
+
+def test_a_corrupt_or_missing_shard_fails_the_run_or_is_skipped_by_name(prefect_server, dataset, tmp_path):
+    broken = _copy(dataset, tmp_path / "broken")
+    data = bytearray((broken / "shard-000001.parquet").read_bytes())
+    data[200] ^= 0xFF
+    (broken / "shard-000001.parquet").write_bytes(bytes(data))
+    (broken / "shard-000002.parquet").unlink()
+    config = ClusterConfig(dataset=str(broken), out=str(tmp_path / "clusters"), pca_components=5, k_max=4,
+                           exemplars=0, n_workers=2, backend="cpu", min_samples_grid=[5])
+    with pytest.raises(ShardError, match=r"shard-00000[12].parquet (does not match its manifest's sha256|is missing)"):
+        cluster(config)
+    assert not (tmp_path / "clusters").exists(), "nothing written by a failed run"
+    result = cluster(config.model_copy(update={"on_bad_shard": "skip"}))
+    summary = json.loads((tmp_path / "clusters" / "summary.json").read_text())
+    assert summary["shards"] == [0] == result["summary"]["shards"]
+    assert "does not match its manifest's sha256" in summary["skipped_shards"]["1"]
+    assert "shard-000002.parquet is missing" in summary["skipped_shards"]["2"]
+    labels = pd.read_parquet(tmp_path / "clusters" / "labels.parquet")
+    assert set(labels["feature_id"]) == set(range(25))
+    assert "skipped_shards" in (tmp_path / "clusters" / "report.html").read_text()
+
+
+def test_newest_clusters_the_most_recent_complete_version(prefect_server, dataset, tmp_path):
+    root = _copy(dataset, tmp_path / "root")
+    newer = _copy(dataset, root / "versions" / "newer")
+    record = json.loads((newer / "dataset.json").read_text())
+    (newer / "dataset.json").write_text(json.dumps({**record, "created": "9999-01-01T00:00:00+00:00"}))
+    (newer / "shard-000002.json").unlink()  # incomplete: not a candidate yet
+    config = ClusterConfig(dataset=str(root), newest=True, out=str(tmp_path / "clusters"), pca_components=5,
+                           k_max=3, exemplars=0, n_workers=2, backend="cpu", min_samples_grid=[5])
+    assert cluster(config)["summary"]["dataset"] == str(root)
+    (newer / "shard-000002.json").write_text((root / "shard-000002.json").read_text())
+    assert cluster(config)["summary"]["dataset"] == f"{root}/versions/newer"
 
 
 def test_full_flow_end_to_end_on_a_tiny_config(prefect_server, tmp_path):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +13,10 @@ from flows.extract import extract
 from tasks.attention import STATISTICS
 from tasks.config import ExtractConfig
 from tasks.squad import load_squad, tokenize
-from tasks.store import DatasetMismatchError, Destination, read_shard
+from tasks.storage import Location
+from tasks.store import DatasetMismatchError, read_shard
+from tiny import ROWS_PER_FEATURE, TINY, run_flow
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = dict(model="tiny-random-bert", max_length=48, doc_stride=24, shard_size=60, precision="fp32",
-            bert_batch=16, encoder_batch=128)
-ROWS_PER_FEATURE = 2 * 4  # tiny-random-bert: 2 layers x 4 heads
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +34,7 @@ def first_run(tmp_path_factory, prefect_server, tokenizer):
 
 
 def _shards(dest: str) -> dict[int, pa.Table]:
-    destination = Destination.open(dest)
+    destination = Location.open(dest)
     count = destination.read_json("dataset.json")["shards"]["count"]
     return {i: read_shard(destination, i) for i in range(count)}
 
@@ -127,7 +122,7 @@ def test_faithful_modes_run_end_to_end(first_run, tmp_path):
     faithful = config.model_copy(update={"dest": str(tmp_path / "f"), "scaling": "faithful", "bn_mode": "faithful",
                                          "shards": [0], "dtype": "float16"})
     extract(faithful)
-    table = read_shard(Destination.open(faithful.dest), 0)
+    table = read_shard(Location.open(faithful.dest), 0)
     assert table.schema.field("embedding").type.value_type == pa.float16()
     map_mode = _shards(config.dest)[0]
     assert table["feature_id"].equals(map_mode["feature_id"])
@@ -135,16 +130,8 @@ def test_faithful_modes_run_end_to_end(first_run, tmp_path):
                            np.stack(map_mode["embedding"].to_numpy(zero_copy_only=False)), rtol=1e-2)
 
 
-def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    from prefect.settings import PREFECT_API_URL
-
-    environment = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value() or "", **env}
-    return subprocess.run([sys.executable, str(REPO / "flows" / "extract.py"), *args], capture_output=True,
-                          text=True, env=environment, timeout=600)
-
-
 def test_cli_help_lists_the_config_flags():
-    result = _cli("--help")
+    result = run_flow("extract.py", "--help")
     assert result.returncode == 0
     for flag in ExtractConfig.model_fields:
         assert f"--{flag.replace('_', '-')}" in result.stdout
@@ -155,14 +142,14 @@ def test_cli_bad_input_is_one_clear_error_and_writes_nothing(tmp_path):
     bad = tmp_path / "train.json"
     bad.write_text('{"data": [{"title": "T", "paragraphs": [{"context": "", "qas": []}]}]}')
     dest = tmp_path / "dataset"
-    result = _cli("--source", str(bad), "--dest", str(dest), "--model", "tiny-random-bert")
+    result = run_flow("extract.py", "--source", str(bad), "--dest", str(dest), "--model", "tiny-random-bert")
     assert result.returncode != 0
     assert f"error: {bad}: data[0] ('T') paragraphs[0].context: empty context" in result.stderr
     assert not dest.exists()
 
 
 def test_cli_invalid_flag_value_names_the_flag(tmp_path):
-    result = _cli("--max-length", "8", "--dest", str(tmp_path / "d"))
+    result = run_flow("extract.py", "--max-length", "8", "--dest", str(tmp_path / "d"))
     assert result.returncode == 2 and "--max-length" in result.stderr
 
 
