@@ -8,6 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# The GCS emulator speaks plain HTTP without auth: no gRPC bucket probe, anonymous access (read by fsspec at import).
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+os.environ.setdefault("FSSPEC_GS_TOKEN", "anon")
+os.environ.setdefault("FSSPEC_GS_PROJECT", "atlas-test")
 
 import pytest  # noqa: E402
 
@@ -24,6 +28,31 @@ def prefect_server(tmp_path_factory):
     with temporary_settings({PREFECT_HOME: str(tmp_path_factory.mktemp("prefect-home"))}):
         with prefect_test_harness(server_startup_timeout=120):
             yield
+
+
+@pytest.fixture(scope="session")
+def object_stores():
+    """A GCS emulator and an S3 server on 127.0.0.1, each with a bucket 'atlas', and the environment pointing
+    gcsfs and s3fs at them the way users point them at the real clouds. Yields {'gs': ..., 's3': ...}."""
+    import fsspec
+
+    from storage_servers import GcsEmulator, MotoServer
+
+    with GcsEmulator() as gcs, MotoServer() as s3:
+        env = {"STORAGE_EMULATOR_HOST": gcs.url, "AWS_ENDPOINT_URL": s3.url, "AWS_ACCESS_KEY_ID": "test",
+               "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+        saved = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            s3.client("s3").create_bucket(Bucket="atlas")
+            fsspec.filesystem("gs").mkdir("atlas")
+            yield {"gs": gcs, "s3": s3}
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    del os.environ[key]
+                else:
+                    os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
