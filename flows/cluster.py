@@ -45,7 +45,7 @@ def report_task(config: ClusterConfig, record: dict, sample, reduced, run, conte
                               config.top_clusters, config.exemplars, config.min_samples, source)
     summary = summarise(run, sample, reduced, context)
     report = write_outputs(Path(config.out), sample, run, summary, sections)
-    publish_artifacts(summary, run, report)
+    publish_artifacts(summary, run, report, sections)
     return str(report)
 
 

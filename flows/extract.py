@@ -10,12 +10,56 @@ from collections import deque
 from typing import Sequence
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.cli import config_from_args
 from tasks.config import ExtractConfig
 from tasks.errors import InputError
-from tasks.extract import check_destination_task, extract_shard_task, plan_extraction_task, resolve
+from tasks.compute import dask_cluster
+from tasks.extract import ExtractionPlan, check_destination_task, extract_shard_task, plan_extraction_task, resolve
+
+
+@flow(name="extract-shards", flow_run_name="shards of {config.dest}")
+def extract_shards(config: ExtractConfig, plan: ExtractionPlan, window: int) -> dict[int, dict]:
+    """Runs the shard tasks on this flow's task runner, at most `window` in flight (`staged_shards` a worker:
+    while one uploads, the next computes); returns each shard's manifest."""
+    log = get_run_logger()
+    progress = create_progress_artifact(0.0, key="extract-progress", description=f"Shards of {config.dest}")
+    manifests: dict[int, dict] = {}
+    in_flight: deque = deque()
+
+    def finish_oldest() -> None:
+        shard, future = in_flight.popleft()
+        manifests[shard.index] = future.result()
+        update_progress_artifact(progress, 100.0 * len(manifests) / len(plan.shards))
+        log.info("shard %d done (%d of %d)", shard.index, len(manifests), len(plan.shards))
+
+    for shard in plan.shards:
+        if len(in_flight) >= window:
+            finish_oldest()
+        in_flight.append((shard, extract_shard_task.submit(config, shard, plan.record)))
+    while in_flight:
+        finish_oldest()
+    return manifests
+
+
+def _run_shards(config: ExtractConfig, plan: ExtractionPlan) -> dict[int, dict]:
+    if config.runner == "threads":
+        runner = ThreadPoolTaskRunner(max_workers=config.staged_shards)
+        return extract_shards.with_options(task_runner=runner)(config, plan, config.staged_shards)
+    from prefect_dask import DaskTaskRunner
+
+    with dask_cluster(config.scheduler, config.backend, config.n_workers, config.staged_shards) as compute:
+        get_run_logger().info("compute: %s", compute.description)
+        runner = DaskTaskRunner(address=compute.client.scheduler.address)
+        workers = len(compute.client.scheduler_info()["workers"])
+        return extract_shards.with_options(task_runner=runner)(config, plan, config.staged_shards * workers)
 
 
 @flow(name="extract")
@@ -30,22 +74,7 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
     todo = [p for p in plan.shards if p.index not in published]
     log.info("dataset %s at %s: %d shards planned, %d already published, %d to extract",
              plan.fingerprint, dataset, len(plan.shards), len(plan.shards) - len(todo), len(todo))
-    progress = create_progress_artifact(0.0, key="extract-progress", description=f"Shards of {dataset}")
-    manifests: dict[int, dict] = {}
-    in_flight: deque = deque()
-
-    def finish_oldest() -> None:
-        shard, future = in_flight.popleft()
-        manifests[shard.index] = future.result()
-        update_progress_artifact(progress, 100.0 * len(manifests) / len(plan.shards))
-        log.info("shard %d done (%d of %d)", shard.index, len(manifests), len(plan.shards))
-
-    for shard in plan.shards:
-        if len(in_flight) >= config.staged_shards:
-            finish_oldest()
-        in_flight.append((shard, extract_shard_task.submit(config, shard, plan.record)))
-    while in_flight:
-        finish_oldest()
+    manifests = _run_shards(config, plan)
     computed = [manifests[p.index] for p in todo]
     summary = {
         "dest": dataset,
@@ -58,8 +87,14 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
         "seconds": round(time.perf_counter() - started, 1),
     }
     create_markdown_artifact(
-        "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in summary.items())]),
+        "\n".join(["# Extraction", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in summary.items())]),
         key="extract-summary", description="Extraction summary",
+    )
+    create_table_artifact(
+        [{"shard": i, "rows": m["rows"], "features": f"{m['features'][0]}..{m['features'][1] - 1}",
+          "seconds": m["seconds"], "maps_per_second": m["maps_per_second"], "published": m["published"],
+          "extracted_now": i not in published} for i, m in sorted(manifests.items())],
+        key="extract-shards", description=f"Shards of {dataset}",
     )
     return summary
 

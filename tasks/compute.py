@@ -71,8 +71,9 @@ def _quiet_dask_logs() -> Iterator[None]:
 
 @contextmanager
 def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_workers: int | None = None,
-                 ) -> Iterator[Compute]:
-    """A Dask client for the clustering flow; a cluster started here is closed on exit."""
+                 threads_per_worker: int | None = None) -> Iterator[Compute]:
+    """A Dask client: attached to `scheduler`, or to a cluster started here (one worker per GPU, or one per
+    core by default) and closed on exit."""
     if scheduler:
         with Client(scheduler) as client:
             workers = len(client.scheduler_info()["workers"])
@@ -84,12 +85,14 @@ def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_work
     if choose_backend(backend, gpus):
         from dask_cuda import LocalCUDACluster
 
-        with _quiet_dask_logs(), LocalCUDACluster(n_workers=n_workers or gpus) as cluster, Client(cluster) as client:
+        with _quiet_dask_logs(), LocalCUDACluster(n_workers=n_workers or gpus, threads_per_worker=threads_per_worker or 1
+                                                  ) as cluster, Client(cluster) as client:
             yield Compute(client, True, f"LocalCUDACluster with {len(cluster.workers)} GPU workers")
         return
     cores = os.cpu_count() or 1
     workers = n_workers or cores
-    with _quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=max(1, cores // workers),
+    threads = threads_per_worker or max(1, cores // workers)
+    with _quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=threads,
                                           processes=True, dashboard_address=":0", silence_logs=logging.WARNING
                                           ) as cluster, Client(cluster) as client:
         yield Compute(client, False, f"LocalCluster with {workers} CPU workers")

@@ -193,6 +193,10 @@ def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="table")
 
 
+def _data_uri(figure: Figure) -> str:
+    return "data:image/png;base64," + base64.b64encode(figure.png).decode()
+
+
 def render_html(title: str, summary: dict, sections: list[Section]) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2>",
              "<pre>" + html.escape(json.dumps(summary, indent=2)) + "</pre>"]
@@ -200,8 +204,7 @@ def render_html(title: str, summary: dict, sections: list[Section]) -> str:
         parts.append(f"<h2 id='{html.escape(section.title)}'>{html.escape(section.title)}</h2>")
         parts.append(f"<p>{html.escape(section.text)}</p>")
         for figure in section.figures:
-            data = base64.b64encode(figure.png).decode()
-            parts.append(f"<figure><img alt='{html.escape(figure.title)}' src='data:image/png;base64,{data}'>"
+            parts.append(f"<figure><img alt='{html.escape(figure.title)}' src='{_data_uri(figure)}'>"
                          f"<figcaption>{html.escape(figure.title)}</figcaption></figure>")
         for caption, table in section.tables:
             parts.append(f"<h3>{html.escape(caption)}</h3>{_table_html(table)}")
@@ -275,8 +278,9 @@ def summarise(run: ClusteringRun, sample: Sample, reduced: np.ndarray, context: 
             "suggested_eps": run.suggested_eps, "clusterings": clusterings}
 
 
-def publish_artifacts(summary: dict, run: ClusteringRun, report: Path) -> None:
-    """The report's tables as Prefect artifacts, and a markdown summary linking the files."""
+def publish_artifacts(summary: dict, run: ClusteringRun, report: Path, sections: list[Section]) -> None:
+    """The report's tables as Prefect artifacts, a markdown summary naming the files, and the report's figures
+    embedded in a markdown artifact (the Prefect UI renders data-URI images)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     for name, labels in run.labels.items():
@@ -290,3 +294,7 @@ def publish_artifacts(summary: dict, run: ClusteringRun, report: Path) -> None:
                for name, c in summary["clusterings"].items()),
              "", "Figures:", *(f"- `{path}`" for path in figures)]
     create_markdown_artifact("\n".join(lines), key="cluster-report", description="Clustering summary")
+    gallery = ["# Clustering figures"]
+    for section in sections:
+        gallery += [f"## {section.title}", section.text, *(f"![{f.title}]({_data_uri(f)})" for f in section.figures)]
+    create_markdown_artifact("\n\n".join(gallery), key="cluster-figures", description="The report's figures")

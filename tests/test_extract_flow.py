@@ -102,6 +102,18 @@ def test_a_shard_whose_manifest_is_missing_is_redone_and_only_it(first_run, tmp_
     assert _shards(str(dest))[1].equals(expected[1])
 
 
+def test_shard_tasks_on_two_dask_workers_give_the_same_dataset(first_run, tmp_path):
+    config, summary, _ = first_run
+    on_dask = config.model_copy(update={"dest": str(tmp_path / "dask"), "runner": "dask", "backend": "cpu",
+                                        "n_workers": 2})
+    result = extract(on_dask)
+    assert result["fingerprint"] == summary["fingerprint"] and result["extracted_now"] == summary["shards"]
+    tables, expected = _shards(on_dask.dest), _shards(config.dest)
+    assert sorted(tables) == sorted(expected)
+    for index, table in tables.items():
+        assert table.equals(expected[index]), f"shard {index}"
+
+
 def test_another_config_into_the_same_destination_is_refused(first_run):
     config, _, _ = first_run
     before = _state(config.dest)
