@@ -22,7 +22,14 @@ from tasks.cli import config_from_args
 from tasks.config import ExtractConfig
 from tasks.errors import InputError
 from tasks.compute import dask_cluster
-from tasks.extract import ExtractionPlan, check_destination_task, extract_shard_task, plan_extraction_task, resolve
+from tasks.extract import (
+    ExtractionPlan,
+    check_destination_task,
+    extract_shard_task,
+    plan_extraction_task,
+    resolve,
+    resolve_compile,
+)
 
 
 @flow(name="extract-shards", flow_run_name="shards of {config.dest}")
@@ -70,8 +77,9 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
     config = resolve(config)
     check_destination_task(config)
     plan, dataset, published = plan_extraction_task(config)
-    config = config.model_copy(update={"dest": dataset})
     todo = [p for p in plan.shards if p.index not in published]
+    maps = sum(p.n_features for p in todo) * plan.record["shards"]["rows_per_feature"]
+    config = resolve_compile(config.model_copy(update={"dest": dataset}), maps)
     log.info("dataset %s at %s: %d shards planned, %d already published, %d to extract",
              plan.fingerprint, dataset, len(plan.shards), len(plan.shards) - len(todo), len(todo))
     manifests = _run_shards(config, plan)

@@ -63,8 +63,15 @@ def configs_from_args(models: Sequence[type[BaseModel]], description: str, argv:
     try:
         return [model(**{k: v for k, v in values.items() if k in model.model_fields}) for model in models]
     except ValidationError as exc:
-        problems = "; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors())
-        parser.error(problems)
+        parser.error("; ".join(_problem(error) for error in exc.errors()))
+
+
+def _problem(error: dict) -> str:
+    """A validation error as the command line says it: the flag, where the error is about one field."""
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    return f"--{'.'.join(map(str, error['loc'])).replace('_', '-')}: {message}"
 
 
 def config_from_args(model: type[Config], description: str, argv: Sequence[str] | None = None) -> Config:

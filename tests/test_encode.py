@@ -77,6 +77,22 @@ def test_faithful_batchnorm_equals_the_originals_train_mode_forward_one_map_at_a
     assert not torch.allclose(eval_mode, expected, rtol=1e-2), "the two bn modes really differ"
 
 
+def test_per_sample_batchnorm_is_instance_norm_on_every_device_path():
+    """The CPU path (training-mode BatchNorm one sample at a time) and the GPU path (instance_norm) agree."""
+    import torch.nn.functional as F
+
+    from tasks.encode import PerSampleBatchNorm2d
+
+    bn = nn.BatchNorm2d(6).double()
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 6, 5, 7, dtype=torch.float64) * 4 + 2
+    expected = F.instance_norm(x, weight=bn.weight, bias=bn.bias, eps=bn.eps)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        torch.testing.assert_close(PerSampleBatchNorm2d(bn)(x.contiguous(memory_format=layout)), expected,
+                                   rtol=1e-12, atol=1e-12)
+
+
 def test_input_images_replicate_the_map_with_or_without_imagenet_normalisation(scaled_maps):
     raw = to_images(scaled_maps, normalise=False)
     assert raw.shape == (3, 3, 64, 64)
@@ -122,6 +138,30 @@ def test_inference_encoder_computes_the_reference_function(backbone_file, bn_mod
         assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.module.modules()), "every BatchNorm folded"
     assert fast.module.conv1.conv.in_channels == 1
     assert next(encoder.module.parameters()).shape[1] == 3, "the reference module is left as built"
+
+
+def test_the_compiled_encoder_computes_the_same_function_for_full_and_short_batches(backbone_file):
+    encoder = build_encoder(str(backbone_file[0]))
+    eager = InferenceEncoder(encoder, torch.device("cpu"))
+    compiled = InferenceEncoder(encoder, torch.device("cpu"), compile_batch=4)
+    generator = torch.Generator().manual_seed(5)
+    for n in (4, 3, 4):  # a short batch is padded to the compiled shape, not recompiled
+        maps = torch.rand(n, 48, 48, generator=generator) * 255
+        expected = eager(maps)
+        actual = compiled(maps)
+        assert actual.shape == (n, EMBEDDING_DIM)
+        assert _relative_error(actual, expected) < 1e-4
+    assert compiled.forward is not compiled.module, "it really ran compiled"
+
+
+@pytest.mark.parametrize("device, maps, expected", [("cpu", 1_728, "off"), ("cpu", 50_000, "on"),
+                                                    ("cuda", 10, "on")])
+def test_compile_auto_is_on_for_gpus_and_long_cpu_runs(device, maps, expected):
+    from tasks.config import ExtractConfig
+    from tasks.extract import resolve_compile
+
+    assert resolve_compile(ExtractConfig(device=device), maps).compile == expected
+    assert resolve_compile(ExtractConfig(device=device, compile="off"), maps).compile == "off"
 
 
 def test_bf16_drift_is_small(backbone_file, scaled_maps):

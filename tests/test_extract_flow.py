@@ -163,6 +163,10 @@ def test_cli_bad_input_is_one_clear_error_and_writes_nothing(tmp_path):
 def test_cli_invalid_flag_value_names_the_flag(tmp_path):
     result = run_flow("extract.py", "--max-length", "8", "--dest", str(tmp_path / "d"))
     assert result.returncode == 2 and "--max-length" in result.stderr
+    result = run_flow("extract.py", "--max-length", "64", "--dest", str(tmp_path / "d"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--doc-stride (128) must be smaller than --max-length (64)" in result.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def test_transient_faults_are_retried_and_bad_input_is_not():
