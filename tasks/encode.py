@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from tasks.errors import InputError
+from tasks.storage import cache_dir
 
 BARLOW_TWINS_URL = "https://dl.fbaipublicfiles.com/barlowtwins/ljng/resnet50.pth"
 EMBEDDING_DIM = 2048
@@ -56,11 +56,6 @@ class PerSampleBatchNorm2d(nn.Module):
             return torch.cat([F.batch_norm(sample[None], None, None, self.weight, self.bias, training=True,
                                            eps=self.eps) for sample in x])
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-
-
-def cache_dir() -> Path:
-    """Where downloaded weights are kept (override with ATLAS_CACHE)."""
-    return Path(os.environ.get("ATLAS_CACHE", Path.home() / ".cache" / "squad-attention-atlas"))
 
 
 def file_sha256(path: str | Path) -> str:

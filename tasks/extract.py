@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from prefect import task
-from prefect.tasks import exponential_backoff
 from tqdm.auto import tqdm
 
 from tasks.attention import STATISTICS, QAModel, attention_maps, head_statistics, load_qa_model, scale_maps
@@ -24,7 +23,7 @@ from tasks.config import ExtractConfig, fingerprint
 from tasks.errors import InputError
 from tasks.encode import EMBEDDING_DIM, InferenceEncoder, build_encoder, default_batches, resolve_precision
 from tasks.squad import Features, ShardPlan, SquadFile, load_squad, plan_shards, shard_features, tokenize
-from tasks.storage import Location, is_transient, storage_options
+from tasks.storage import RETRIES, Location, is_transient, storage_options
 from tasks.store import (
     ShardError,
     ensure_dataset_record,
@@ -72,25 +71,28 @@ def resolve_device(device: str) -> torch.device:
 
 
 @functools.lru_cache(maxsize=2)
-def _qa_model(model: str, revision: str | None, seed: int, device: str) -> QAModel:
-    qa = load_qa_model(model, revision, seed)
+def _qa_model(model: str, revision: str | None, seed: int, device: str, credentials: str | None) -> QAModel:
+    qa = load_qa_model(model, revision, seed, storage_options(model, credentials))
     qa.model.to(resolve_device(device))
     return qa
 
 
 @functools.lru_cache(maxsize=2)
 def _load_models(model: str, revision: str | None, weights: str, sha256: str | None, seed: int,
-                 bn_mode: str, scaling: str, device: str, compile_batch: int | None) -> Models:
+                 bn_mode: str, scaling: str, device: str, compile_batch: int | None, credentials: str | None
+                 ) -> Models:
     encoder = build_encoder(weights, sha256, seed, bn_mode, normalise=scaling == "map")
     target = resolve_device(device)
-    return Models(_qa_model(model, revision, seed, device), InferenceEncoder(encoder, target, compile_batch), target)
+    qa = _qa_model(model, revision, seed, device, credentials)
+    return Models(qa, InferenceEncoder(encoder, target, compile_batch), target)
 
 
 def models_for(cfg: ExtractConfig) -> Models:
     """The models for `cfg`, loaded once per process."""
     with _loading:
         return _load_models(cfg.model, cfg.model_revision, cfg.encoder_weights, cfg.encoder_sha256, cfg.seed,
-                            cfg.bn_mode, cfg.scaling, cfg.device, cfg.encoder_batch if cfg.compile == "on" else None)
+                            cfg.bn_mode, cfg.scaling, cfg.device, cfg.encoder_batch if cfg.compile == "on" else None,
+                            cfg.credentials)
 
 
 def compute_slot(device: torch.device) -> threading.Lock:
@@ -98,11 +100,6 @@ def compute_slot(device: torch.device) -> threading.Lock:
     shards around it upload."""
     with _loading:
         return _compute_slots.setdefault(str(device), threading.Lock())
-
-
-def location(url: str, credentials: str | None) -> Location:
-    """`url` opened with the credentials the config names (or the environment's)."""
-    return Location.open(url, storage_options(url, credentials))
 
 
 @functools.lru_cache(maxsize=2)
@@ -246,7 +243,7 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: dict, show_progre
     """Computes one shard's rows into a local Parquet file, then verifies and publishes it; returns the
     manifest. The computing holds the device's compute slot; the upload does not, so that the next shard
     computes meanwhile."""
-    dest = location(cfg.dest, cfg.credentials)
+    dest = Location.at(cfg.dest, cfg.credentials)
     squad = squad_file(cfg)
     if squad.sha256 != record["source"]["sha256"]:
         raise InputError(f"{cfg.source}: the file changed since the dataset was planned")
@@ -281,24 +278,17 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: dict, show_progre
 def prepare_destination(cfg: ExtractConfig, plan: ExtractionPlan) -> tuple[str, dict[int, dict]]:
     """Writes or checks dataset.json (a new version where asked), clears what killed runs left, and returns
     where the dataset goes and its published manifests."""
-    target = ensure_dataset_record(location(cfg.dest, cfg.credentials), plan.record, cfg.new_version)
+    target = ensure_dataset_record(Location.at(cfg.dest, cfg.credentials), plan.record, cfg.new_version)
     remove_stale_staging(target)
     return target.url, published_manifests(target, plan.fingerprint)
 
-
-def _retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    return is_transient(state.result(raise_on_failure=False))
-
-
-RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5,
-               retry_condition_fn=_retry_if_transient)
 
 
 def _published_shard_key(context: Any, inputs: dict[str, Any]) -> str | None:
     """Prefect cache key of a shard task: (fingerprint, shard, manifest hash) once the shard is published in
     the destination, none before. The destination stays the truth: a shard deleted there runs again."""
     cfg, plan, record = inputs["cfg"], inputs["plan"], inputs["record"]
-    manifest = published_manifest(location(cfg.dest, cfg.credentials), plan.index, record["fingerprint"])
+    manifest = published_manifest(Location.at(cfg.dest, cfg.credentials), plan.index, record["fingerprint"])
     if manifest is None:
         return None
     return f"{record['fingerprint']}-{shard_name(plan.index)}-{manifest['sha256'][:16]}"
@@ -308,14 +298,14 @@ def _published_shard_key(context: Any, inputs: dict[str, Any]) -> str | None:
       persist_result=True, result_serializer="json", **RETRIES)
 def extract_shard_task(cfg: ExtractConfig, plan: ShardPlan, record: dict) -> dict:
     """Prefect task of one shard; a shard already published in the destination is not recomputed."""
-    published = published_manifest(location(cfg.dest, cfg.credentials), plan.index, record["fingerprint"])
+    published = published_manifest(Location.at(cfg.dest, cfg.credentials), plan.index, record["fingerprint"])
     return published or extract_shard(cfg, plan, record)
 
 
 @task(name="check-destination", **RETRIES)
 def check_destination_task(cfg: ExtractConfig) -> None:
     """Prefect task: fail at once where the destination cannot be written, before any model loads."""
-    location(cfg.dest, cfg.credentials).check_writable()
+    Location.at(cfg.dest, cfg.credentials).check_writable()
 
 
 @task(name="plan-extraction", **RETRIES)
@@ -341,8 +331,8 @@ def recompute_maps(record: dict, dataset: str, credentials: str | None, feature_
     if squad.sha256 != record["source"]["sha256"]:
         raise InputError(f"{cfg.source}: differs from the file the dataset {dataset} was made from")
     with _loading:
-        qa = _qa_model(cfg.model, cfg.model_revision, cfg.seed, cfg.device)
-    manifests = published_manifests(location(dataset, credentials), record["fingerprint"]).values()
+        qa = _qa_model(cfg.model, cfg.model_revision, cfg.seed, cfg.device, cfg.credentials)
+    manifests = published_manifests(Location.at(dataset, credentials), record["fingerprint"]).values()
     wanted = set(feature_ids)
     rows: dict[int, tuple] = {}
     for manifest in manifests:

@@ -16,9 +16,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from prefect.tasks import exponential_backoff
 
 from tasks.errors import InputError
 
@@ -84,6 +86,22 @@ def retrying(call: Callable, *args, attempts: int = 4, delay: float = 1.0):
             if attempt == attempts - 1 or not is_transient(exc):
                 raise
             time.sleep(delay * 2 ** attempt)
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights and models are kept (override with ATLAS_CACHE)."""
+    return Path(os.environ.get("ATLAS_CACHE", Path.home() / ".cache" / "squad-attention-atlas"))
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: the task failed on a transient fault."""
+    return is_transient(state.result(raise_on_failure=False))
+
+
+# Prefect task options for work that touches storage: up to 3 retries of transient faults, 5 s, 10 s, 20 s
+# apart (with jitter); permanent faults fail at once.
+RETRIES = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=5), retry_jitter_factor=0.5,
+               retry_condition_fn=retry_if_transient)
 
 
 def protocol_of(url: str) -> str:
@@ -176,6 +194,11 @@ class Location:
                                "use a path, file://, gs:// or s3://") from None
         return cls(fs, root.rstrip("/"), url, options)
 
+    @classmethod
+    def at(cls, url: str, credentials: str | None) -> Location:
+        """`url` opened with the credentials a Prefect block names (None: the environment's)."""
+        return cls.open(url, storage_options(url, credentials))
+
     @property
     def is_local(self) -> bool:
         return isinstance(self.fs, LocalFileSystem)
@@ -215,6 +238,27 @@ class Location:
             os.replace(partial, self.path(name))
         else:
             self.fs.pipe_file(self.path(name), data)
+
+    def put_folder(self, local: Path) -> None:
+        """Copies every file under the local folder `local` here, under the same relative names: a rename on
+        local disk, an upload (retried on transient faults) elsewhere."""
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            target = self.path(path.relative_to(local).as_posix())
+            if self.is_local:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(path, target)
+            else:
+                retrying(self.fs.put_file, str(path), target)
+
+    def get_folder(self, local: Path) -> None:
+        """Copies every file here into the local folder `local`, under the same relative names."""
+        files = [f for f in self.fs.find(self.root) if not f.rsplit("/", 1)[-1].startswith(".")]
+        if not files:
+            raise StorageError(f"{self.url}: no files there")
+        for name in files:
+            target = local / name[len(self.root):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            retrying(self.fs.get_file, name, str(target))
 
     def check_writable(self) -> None:
         """Fails at once, naming the URL and the cause, where this folder cannot be written: a file in the

@@ -172,12 +172,12 @@ def test_cli_invalid_flag_value_names_the_flag(tmp_path):
 def test_transient_faults_are_retried_and_bad_input_is_not():
     from prefect import flow, task
 
-    from tasks.extract import _retry_if_transient
+    from tasks.storage import retry_if_transient
     from tasks.squad import SquadFormatError
 
     attempts: list[str] = []
 
-    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=_retry_if_transient)
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_if_transient)
     def flaky(error: Exception) -> str:
         attempts.append(type(error).__name__)
         if len(attempts) == 1:
