@@ -114,7 +114,8 @@ class ClusterConfig(BaseModel):
 
 
 # Fields that a resumed fine-tune may change: where things go, how long it runs, how it is evaluated and logged.
-_NOT_IN_TRAINING_FINGERPRINT = {"dev", "out", "credentials", "checkpoints", "evaluate_only", "epochs", "max_steps",
+# The training file is known by its contents (sha256), not by where it is.
+_NOT_IN_TRAINING_FINGERPRINT = {"train", "dev", "out", "credentials", "checkpoints", "evaluate_only", "epochs", "max_steps",
                                 "eval_batch_size", "n_best", "max_answer_length", "null_threshold", "save_steps",
                                 "logging_steps", "device"}
 

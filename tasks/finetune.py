@@ -90,7 +90,7 @@ def checkpoints_dir(cfg: FinetuneConfig) -> Path:
     return cache_dir() / "finetune" / hashlib.sha256(cfg.out.encode()).hexdigest()[:16] / "checkpoints"
 
 
-def claim_checkpoints(folder: Path, cfg: FinetuneConfig, train_sha256: str) -> str | None:
+def claim_checkpoints(folder: Path, cfg: FinetuneConfig, train_sha256: str) -> Path | None:
     """Prepares `folder` for this run: records the run's config there, or checks that the checkpoints in it
     belong to the same run; removes checkpoints left half-written by a killed run. Returns the last complete
     checkpoint to resume from, or None."""
@@ -116,7 +116,7 @@ def claim_checkpoints(folder: Path, cfg: FinetuneConfig, train_sha256: str) -> s
             complete.append((int(match.group(1)), checkpoint))
         elif match:
             shutil.rmtree(checkpoint)
-    return str(max(complete)[1]) if complete else None
+    return max(complete)[1] if complete else None
 
 
 def training_arguments(cfg: FinetuneConfig, folder: Path, show_progress: bool):
@@ -174,18 +174,18 @@ def train(qa: QAModel, squad: SquadFile, cfg: FinetuneConfig, show_progress: boo
     dataset = QADataset(features, answer_positions(squad.examples, features))
     folder = checkpoints_dir(cfg)
     resume = claim_checkpoints(folder, cfg, squad.sha256)
-    if resume and int(_CHECKPOINT.match(Path(resume).name).group(1)) >= planned_steps(len(dataset), cfg):
-        return _finished_result(qa, Path(resume))
+    if resume and int(_CHECKPOINT.match(resume.name).group(1)) >= planned_steps(len(dataset), cfg):
+        return _finished_result(qa, resume)
     qa.model.train()
     trainer = Trainer(model=qa.model, args=training_arguments(cfg, folder, show_progress), train_dataset=dataset,
                       data_collator=default_data_collator, processing_class=qa.tokenizer)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    output = trainer.train(resume_from_checkpoint=resume)
+    output = trainer.train(resume_from_checkpoint=resume and str(resume))
     qa.model.eval()
     history = [{"step": entry["step"], "loss": entry["loss"]} for entry in trainer.state.log_history if "loss" in entry]
     return TrainingResult(
-        steps=output.global_step, train_loss=output.training_loss, resumed_from=resume and Path(resume).name,
+        steps=output.global_step, train_loss=output.training_loss, resumed_from=resume and resume.name,
         seconds=output.metrics.get("train_runtime", 0.0),
         steps_per_second=output.metrics.get("train_steps_per_second", 0.0), loss_history=history,
         peak_device_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,

@@ -142,6 +142,20 @@ def test_a_killed_fine_tune_resumes_from_its_last_checkpoint(tmp_path):
         torch.testing.assert_close(actual[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_a_run_killed_after_its_last_checkpoint_publishes_that_checkpoint(tmp_path):
+    """The Trainer, resumed from the checkpoint of its last step, trains one step more: such a run is finished."""
+    cfg = FinetuneConfig(out=str(tmp_path / "out"), max_steps=4, save_steps=2, **TRAIN)
+    first = finetune(cfg)
+    (tmp_path / "out" / "metrics.json").unlink()  # as if killed before publishing
+    trained = load_file(tmp_path / "out" / "model.safetensors")
+    again = finetune(cfg)
+    assert again["training"]["steps"] == 4 and again["training"]["resumed_from"] == "checkpoint-4"
+    assert again["training"]["loss_history"] == first["training"]["loss_history"]
+    assert again["metrics"] == first["metrics"]
+    for name, tensor in load_file(tmp_path / "out" / "model.safetensors").items():
+        assert torch.equal(tensor, trained[name]), name
+
+
 def test_checkpoints_of_another_run_are_refused(tmp_path):
     cfg = FinetuneConfig(out=str(tmp_path), **TRAIN)
     assert claim_checkpoints(tmp_path / "checkpoints", cfg, "sha-a") is None
