@@ -54,7 +54,7 @@ class ExtractConfig(Windows):
     bn_mode: Literal["eval", "faithful"] = Field("eval", description="'eval': BatchNorm running stats; 'faithful': per-map statistics as the original's train-mode batch-1 forward")
     shard_size: int = Field(5000, ge=1, description="features per shard")
     dtype: Literal["float32", "float16"] = Field("float32", description="embedding storage type")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="encoder compute precision; 'auto': bf16 on GPUs and on CPUs with AVX512-BF16/AMX, else fp32")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="encoder compute precision; 'auto': bf16 on GPUs (fp16 where bf16 is missing) and on CPUs with AMX, else fp32 (AVX512-BF16 alone measured slower than fp32)")
     shards: list[int] | None = Field(None, description="only these shard indices (default: all)")
     bert_batch: int | None = Field(None, ge=1, description="features per BERT forward (default: chosen from the device)")
     encoder_batch: int | None = Field(None, ge=1, description="maps per encoder forward (default: chosen from the device)")
