@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def deployed(tmp_path_factory):
     logs = home / "logs"
     logs.mkdir()
     server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT)
+                              stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     worker = None
     try:
         wait_for_port(port, timeout=180)
@@ -51,13 +52,24 @@ def deployed(tmp_path_factory):
         _prefect(env, "--no-prompt", "deploy", "--all")
         worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "atlas-cpu"], cwd=home,
                                   env={**env, "ATLAS_HOME": str(REPO)},
-                                  stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
+                                  stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
         yield api, env
     finally:
         for process in (worker, server):
             if process is not None:
-                process.terminate()
-                process.wait(timeout=60)
+                _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process's group, and SIGKILL where that is not enough in 30 s (the worker's CLI wrapper
+    can hang on its shutdown)."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
 
 
 def test_the_full_deployment_runs_on_a_worker_with_a_task_per_shard_artifacts_and_files(deployed, tmp_path):
