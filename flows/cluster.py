@@ -14,11 +14,10 @@ from typing import Sequence
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.cli import config_from_args
+from tasks.cli import config_from_args, run_or_exit
 from tasks.cluster import CpuBackend, run_clustering
 from tasks.compute import dask_cluster
 from tasks.config import ClusterConfig
-from tasks.errors import InputError
 from tasks.extract import recompute_maps
 from tasks.report import build_sections, publish_artifacts, summarise, write_outputs
 from tasks.sample import SampleSpec, dataset_record, load_sample, select_manifests
@@ -88,10 +87,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(ClusterConfig, __doc__.splitlines()[0], argv)
-    try:
-        result = cluster(config)
-    except InputError as exc:
-        sys.exit(f"error: {exc}")
+    result = run_or_exit(cluster, config)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

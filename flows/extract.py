@@ -18,9 +18,8 @@ from prefect.artifacts import (
 )
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.cli import config_from_args
+from tasks.cli import config_from_args, run_or_exit
 from tasks.config import ExtractConfig
-from tasks.errors import InputError
 from tasks.compute import dask_cluster
 from tasks.extract import (
     ExtractionPlan,
@@ -109,10 +108,7 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(ExtractConfig, __doc__.splitlines()[0], argv)
-    try:
-        summary = extract(config)
-    except InputError as exc:
-        sys.exit(f"error: {exc}")
+    summary = run_or_exit(extract, config)
     print(f"Dataset: {summary['dest']} ({summary['shards']} shards, {summary['rows']} rows, "
           f"{summary['extracted_now']} extracted now, maps/s {summary['maps_per_second']})")
     return summary

@@ -21,9 +21,8 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.attention import QAModel, load_qa_model
-from tasks.cli import config_from_args
+from tasks.cli import config_from_args, run_or_exit
 from tasks.config import FinetuneConfig
-from tasks.errors import InputError
 from tasks.finetune import TrainingResult, evaluate, save_model, train
 from tasks.squad import SquadFile, load_squad
 from tasks.storage import RETRIES, Location, storage_options
@@ -110,10 +109,7 @@ def finetune(config: FinetuneConfig = FinetuneConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(FinetuneConfig, __doc__.splitlines()[0], argv)
-    try:
-        record = finetune(config)
-    except InputError as exc:
-        sys.exit(f"error: {exc}")
+    record = run_or_exit(finetune, config)
     metrics = record["metrics"]
     print(f"{'Evaluated' if config.evaluate_only else 'Model'}: {record['out']} (exact {metrics['exact']:.2f}, f1 {metrics['f1']:.2f} on {metrics['total']} "
           f"questions; metrics.json there)")

@@ -13,9 +13,8 @@ from prefect import flow
 
 from flows.cluster import cluster
 from flows.extract import extract
-from tasks.cli import configs_from_args
+from tasks.cli import configs_from_args, run_or_exit
 from tasks.config import ClusterConfig, ExtractConfig
-from tasks.errors import InputError
 
 
 @flow(name="full")
@@ -29,10 +28,7 @@ def full(extraction: ExtractConfig = ExtractConfig(), clustering: ClusterConfig 
 def main(argv: Sequence[str] | None = None) -> dict:
     extraction, clustering = configs_from_args([ExtractConfig, ClusterConfig], __doc__.splitlines()[0], argv,
                                                exclude=["dataset", "newest"])
-    try:
-        result = full(extraction, clustering)
-    except InputError as exc:
-        sys.exit(f"error: {exc}")
+    result = run_or_exit(full, extraction, clustering)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from tasks.errors import InputError
+
 Config = TypeVar("Config", bound=BaseModel)
+Result = TypeVar("Result")
 
 
 def _list_of(kind: type):
@@ -77,3 +81,11 @@ def _problem(error: dict) -> str:
 def config_from_args(model: type[Config], description: str, argv: Sequence[str] | None = None) -> Config:
     """Parses flags into a validated config of one model."""
     return configs_from_args([model], description, argv)[0]
+
+
+def run_or_exit(flow: Callable[..., Result], *configs: BaseModel) -> Result:
+    """Runs a flow from the command line: bad input ends the process with one line, `error: ...`, status 1."""
+    try:
+        return flow(*configs)
+    except InputError as exc:
+        sys.exit(f"error: {exc}")
