@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import tempfile
 import threading
@@ -121,9 +122,10 @@ def pipeline(cfg: ExtractConfig, plan: ShardPlan, record: dict) -> tuple[np.ndar
     return vectors.astype(np.float32), seconds
 
 
-def encoder_ceiling(cfg: ExtractConfig, map_size: int, repeats: int) -> float:
+def encoder_ceiling(cfg: ExtractConfig, map_size: int, maps: int) -> float:
     """Maps/s of the pipeline's encoder alone on batches of its batch size and precision, maps already on the
-    device and scaled."""
+    device and scaled, over at least `maps` maps and three batches (fewer were noisier than the ratio)."""
+    repeats = max(3, math.ceil(maps / cfg.encoder_batch))
     models = models_for(cfg)
     batch = (torch.rand(cfg.encoder_batch, map_size, map_size, generator=torch.Generator().manual_seed(0)) * 255)
     batch = batch.to(models.device)
@@ -156,7 +158,7 @@ def main() -> None:
     parser.add_argument("--bert-batch", type=int, default=None)
     parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--ceiling-repeats", type=int, default=5)
+    parser.add_argument("--ceiling-maps", type=int, default=128, help="maps timed for the ceiling")
     parser.add_argument("--json", default="bench-extract.json")
     args = parser.parse_args()
 
@@ -178,7 +180,7 @@ def main() -> None:
             embeddings, seconds = pipeline(cfg, plan.shards[0], plan.record)
         runs[name] = {"cfg": cfg, "embeddings": embeddings, "maps_per_second": len(embeddings) / seconds,
                       "seconds": seconds, "memory": memory,
-                      "ceiling": encoder_ceiling(cfg, args.max_length, args.ceiling_repeats)}
+                      "ceiling": encoder_ceiling(cfg, args.max_length, args.ceiling_maps)}
 
     fp32 = runs["fp32"]
     features = shard_features(squad_file(exact).examples, plan.shards[0], models_for(exact).qa.tokenizer,
