@@ -1,12 +1,15 @@
 """infra/ and prefect.yaml, which cannot be built or deployed here without a Docker engine: the images pass
-hadolint, and the deployments, images and compose file agree with each other and with the flows' configs."""
+hadolint, and the deployments, images and compose file agree with each other and with the flows' configs; and
+the Prefect settings that the repository gives the flows run from its root."""
 
 from __future__ import annotations
 
 import importlib
 import re
 import shutil
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +80,12 @@ def test_the_cluster_deployment_reclusters_the_newest_dataset_on_an_inactive_dai
     cluster = next(d for d in PREFECT_YAML["deployments"] if d["name"] == "cluster")
     assert cluster["schedules"] == [{"cron": "0 3 * * *", "timezone": "UTC", "active": False}]
     assert cluster["parameters"]["config"]["newest"] is True
+
+
+def test_a_flow_run_from_the_repository_root_sends_no_telemetry():
+    """Offline, the temporary server's telemetry logged an ERROR line in every default run."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
+    probe = "from prefect.settings import get_current_settings; print(get_current_settings().server.analytics_enabled)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
