@@ -148,10 +148,11 @@ def test_the_compiled_encoder_computes_the_same_function_for_full_and_short_batc
     for n in (4, 3, 4):  # a short batch is padded to the compiled shape, not recompiled
         maps = torch.rand(n, 48, 48, generator=generator) * 255
         expected = eager(maps)
-        actual = compiled(maps)
+        with torch._dynamo.config.patch(error_on_recompile=True):  # a recompile costs up to a minute
+            actual = compiled(maps)
         assert actual.shape == (n, EMBEDDING_DIM)
         assert _relative_error(actual, expected) < 1e-4
-    assert compiled.forward is not compiled.module, "it really ran compiled"
+    assert compiled.compiled, "it really ran compiled (no fallback to eager)"
 
 
 @pytest.mark.parametrize("device, maps, expected", [("cpu", 1_728, "off"), ("cpu", 50_000, "on"),
@@ -164,10 +165,17 @@ def test_compile_auto_is_on_for_gpus_and_long_cpu_runs(device, maps, expected):
     assert resolve_compile(ExtractConfig(device=device, compile="off"), maps).compile == "off"
 
 
-def test_bf16_drift_is_small(backbone_file, scaled_maps):
-    fast = InferenceEncoder(build_encoder(str(backbone_file[0])), torch.device("cpu"))
-    cosine = torch.cosine_similarity(fast(scaled_maps, "bf16"), fast(scaled_maps, "fp32"))
-    assert cosine.min() > 0.99
+@pytest.mark.parametrize("bn_mode", ["eval", "faithful"])
+def test_bf16_drift_is_small_and_leaves_the_fp32_encoder_alone(backbone_file, bn_mode):
+    """At the real map size: per-sample BatchNorm over the last blocks' 2x2 maps of a 64x64 input amplifies
+    bf16 rounding (cosine 0.97, with autocast too), over their 12x12 maps at 384x384 it does not."""
+    fast = InferenceEncoder(build_encoder(str(backbone_file[0]), bn_mode=bn_mode), torch.device("cpu"))
+    maps = torch.rand(2, 384, 384, generator=torch.Generator().manual_seed(0)) * 255
+    before = fast(maps, "fp32")
+    bf16 = fast(maps, "bf16")
+    assert bf16.dtype == torch.float32
+    assert torch.cosine_similarity(bf16, before).min() > 0.999
+    assert torch.equal(fast(maps, "fp32"), before), "the bf16 copy is a copy"
 
 
 @pytest.mark.parametrize("flags, expected", [("fpu avx512f avx512_bf16 amx_bf16 amx_tile", "bf16"),
