@@ -283,7 +283,6 @@ def prepare_destination(cfg: ExtractConfig, plan: ExtractionPlan) -> tuple[str, 
     return target.url, published_manifests(target, plan.fingerprint)
 
 
-
 def _published_shard_key(context: Any, inputs: dict[str, Any]) -> str | None:
     """Prefect cache key of a shard task: (fingerprint, shard, manifest hash) once the shard is published in
     the destination, none before. The destination stays the truth: a shard deleted there runs again."""
