@@ -2,10 +2,7 @@
 pipeline, on the same models and features, in one process; and the pipeline against a pure encoder forward on
 the same batch shape and precision (its compute ceiling). Prints a table and writes a JSON record.
 
-The reference mirrors the original notebooks: one feature at a time through BERT with autograd on, every
-(layer, head) map copied to the host and scaled by scikit-learn's MinMaxScaler to 0-255, stacked into 3
-channels, one map per forward through a ResNet-50 left in training mode (the original never called .eval()),
-each embedding appended to a pandas DataFrame as a row, the frame written as CSV. The pipeline is the real
+The reference is `tasks.extract.reference` (the original notebooks' method, step by step). The pipeline is the real
 `extract_shard` with the same models in the faithful modes (same function), so the embeddings of the two are
 compared (fp32: equal up to rounding; other precisions: their drift).
 
@@ -26,18 +23,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import psutil
 import torch
-from sklearn.preprocessing import MinMaxScaler
 
-from tasks.attention import BASE_RANDOM_MODEL, TINY_RANDOM_MODEL
 from tasks.config import OFFLINE_MODEL, ExtractConfig
-from tasks.encode import IMAGENET_MEAN, IMAGENET_STD, build_encoder
-from tasks.extract import extract_shard, models_for, plan_extraction, resolve, resolve_compile, squad_file
-from tasks.squad import ShardPlan, shard_features
-from tasks.storage import Location
-from tasks.store import read_shard
+from tasks.device import synchronize
+from tasks.extract.models import models_for, squad_file
+from tasks.extract.plan import plan_extraction, resolve, resolve_compile
+from tasks.extract.qa_model import BASE_RANDOM_MODEL, TINY_RANDOM_MODEL
+from tasks.extract.reference import compare, seed_style_reference
+from tasks.extract.shard import extract_shard
+from tasks.squad.features import ShardPlan, shard_features
+from tasks.storage.location import Location
+from tasks.storage.records import DatasetRecord
+from tasks.storage.rows import embedding_matrix
+from tasks.storage.shards import read_shard
 
 
 class PeakMemory:
@@ -63,51 +63,6 @@ class PeakMemory:
         self.device_gb = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _scale_on_host(attention: np.ndarray, scaling: str) -> np.ndarray:
-    """One map to a 3-channel 0-255 image on the host: the original's MinMaxScaler ('faithful'), or the whole
-    map's min-max followed by ImageNet normalisation ('map')."""
-    if scaling == "faithful":
-        return np.stack([MinMaxScaler(feature_range=(0, 255)).fit_transform(attention)] * 3)
-    span = attention.max() - attention.min()
-    scaled = (attention - attention.min()) / (span if span > 0 else 1) * 255
-    mean, std = np.array(IMAGENET_MEAN)[:, None, None], np.array(IMAGENET_STD)[:, None, None]
-    return (np.stack([scaled] * 3) / 255 - mean) / std
-
-
-def seed_style_reference(cfg: ExtractConfig, features, csv: Path) -> tuple[np.ndarray, float]:
-    """The original's method, step by step, at `cfg`'s scaling and BatchNorm modes (the original's are both
-    'faithful'); returns the embeddings in (feature, layer, head) order and the seconds it took."""
-    models = models_for(cfg)
-    device = models.device
-    bert = models.qa.model
-    resnet = build_encoder(cfg.encoder_weights, cfg.encoder_sha256, cfg.seed, "eval", normalise=False).module
-    resnet.to(device)
-    resnet.train(cfg.bn_mode == "faithful")  # the original never called .eval(): each map's own statistics
-    frame = pd.DataFrame()
-    started = time.perf_counter()
-    for i in range(len(features)):
-        ids, mask, types = (torch.from_numpy(a[i:i + 1]).long().to(device)
-                            for a in (features.input_ids, features.attention_mask, features.token_type_ids))
-        attentions = bert(input_ids=ids, attention_mask=mask, token_type_ids=types, output_attentions=True).attentions
-        for layer, per_layer in enumerate(attentions):
-            for head in range(per_layer.shape[1]):
-                attention = per_layer[0, head].detach().cpu().numpy()
-                image = torch.tensor(_scale_on_host(attention, cfg.scaling), dtype=torch.float32)[None].to(device)
-                embedding = resnet(image)[0].detach().cpu().numpy()
-                row = {"feature_id": int(features.feature_id[i]), "layer": layer, "head": head,
-                       **{f"e{d}": value for d, value in enumerate(embedding)}}
-                frame = pd.concat([frame, pd.DataFrame([row])], ignore_index=True)
-    frame.to_csv(csv, index=False)
-    _synchronize(device)
-    seconds = time.perf_counter() - started
-    return frame[[f"e{d}" for d in range(2048)]].to_numpy(np.float32), seconds
-
-
 def warm_up(cfg: ExtractConfig) -> float:
     """Seconds of one encoder batch outside the timings: the compiling, where the encoder is compiled (once a
     run, under a minute, against the hours of a full train set)."""
@@ -115,22 +70,19 @@ def warm_up(cfg: ExtractConfig) -> float:
     started = time.perf_counter()
     models.encoder(torch.zeros(cfg.encoder_batch, cfg.max_length, cfg.max_length, device=models.device),
                    cfg.precision)
-    _synchronize(models.device)
+    synchronize(models.device)
     return time.perf_counter() - started
 
 
-def pipeline(cfg: ExtractConfig, plan: ShardPlan, record: dict) -> tuple[np.ndarray, float]:
+def pipeline(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord) -> tuple[np.ndarray, float]:
     """The project's extract_shard on one shard, written and published to `cfg.dest`; returns the embeddings
     and the seconds it took."""
     models = models_for(cfg)
     started = time.perf_counter()
     extract_shard(cfg, plan, record, show_progress=False)
-    _synchronize(models.device)
+    synchronize(models.device)
     seconds = time.perf_counter() - started
-    table = read_shard(Location.open(cfg.dest), plan.index)
-    embedding = table["embedding"].combine_chunks()
-    vectors = embedding.values.to_numpy(zero_copy_only=False).reshape(-1, embedding.type.list_size)
-    return vectors.astype(np.float32), seconds
+    return embedding_matrix(read_shard(Location.open(cfg.dest), plan.index)), seconds
 
 
 def encoder_ceiling(cfg: ExtractConfig, map_size: int, maps: int) -> float:
@@ -141,19 +93,12 @@ def encoder_ceiling(cfg: ExtractConfig, map_size: int, maps: int) -> float:
     batch = (torch.rand(cfg.encoder_batch, map_size, map_size, generator=torch.Generator().manual_seed(0)) * 255)
     batch = batch.to(models.device)
     models.encoder(batch, cfg.precision)  # warm-up (and compilation)
-    _synchronize(models.device)
+    synchronize(models.device)
     started = time.perf_counter()
     for _ in range(repeats):
         models.encoder(batch, cfg.precision)
-    _synchronize(models.device)
+    synchronize(models.device)
     return repeats * cfg.encoder_batch / (time.perf_counter() - started)
-
-
-def compare(actual: np.ndarray, expected: np.ndarray) -> dict:
-    cosine = np.sum(actual * expected, 1) / (np.linalg.norm(actual, axis=1) * np.linalg.norm(expected, axis=1))
-    return {"max_abs_difference": float(np.abs(actual - expected).max()),
-            "relative_error": float(np.linalg.norm(actual - expected) / np.linalg.norm(expected)),
-            "mean_cosine": float(cosine.mean()), "min_cosine": float(cosine.min())}
 
 
 def main() -> None:
@@ -170,7 +115,7 @@ def main() -> None:
     parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ceiling-maps", type=int, default=128, help="maps timed for the ceiling")
-    parser.add_argument("--json", default="bench-extract.json")
+    parser.add_argument("--json", default="bench/results/extract.json", help="where the JSON record goes")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-extract-"))
@@ -180,7 +125,7 @@ def main() -> None:
                 shard_size=args.features, shards=[0])
     exact = resolve(ExtractConfig(dest=str(work / "fp32"), precision="fp32", compile="off", **base))
     plan = plan_extraction(exact)
-    maps_per_feature = plan.record["shards"]["rows_per_feature"]
+    maps_per_feature = plan.record.shards.rows_per_feature
     chosen = resolve_compile(resolve(ExtractConfig(dest=str(work / "chosen"), precision=args.precision,
                                                    compile=args.compile, **base)), args.features * maps_per_feature)
     settings = {"fp32": exact} | ({"chosen": chosen} if (chosen.precision, chosen.compile) != ("fp32", "off") else {})
@@ -239,6 +184,7 @@ def main() -> None:
         print(f"{label:24} {row['maps_per_second']:9.2f} {row['speedup_over_reference']:12.2f} "
               f"{row['fraction_of_ceiling']:11.3f} {row['peak_host_gb']:8.2f} "
               f"{row['versus_reference_fp32']['mean_cosine']:11.6f} {row['warm_up_seconds']:10.1f}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=2)
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from tasks.cluster import CpuBackend
-from tasks.compute import dask_cluster
+from tasks.cluster.cpu import CpuBackend
+from tasks.cluster.dask_cluster import dask_cluster
 from tasks.config import ClusterConfig
 
 LATENT = 128  # embeddings of attention maps are low-rank: most variance lies in a small subspace
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument("--fit-rows", type=int, default=ClusterConfig().pca_fit_rows)
     parser.add_argument("--parts", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default="bench-kmeans.json")
+    parser.add_argument("--json", default="bench/results/kmeans.json", help="where the JSON record goes")
     args = parser.parse_args()
 
     with dask_cluster(backend="cpu") as compute:
@@ -105,6 +106,7 @@ def main() -> None:
     print(f"{'ours':10} {ours_seconds:9.2f} {ours_inertia:22.6g}")
     print(f"speedup {result['speedup']}x, inertia difference {result['inertia_difference']:+.3%}, "
           f"ARI {result['adjusted_rand_index']}")
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=2)
 

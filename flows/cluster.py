@@ -12,40 +12,68 @@ from pathlib import Path
 from typing import Sequence
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.cli import config_from_args, run_or_exit
-from tasks.cluster import CpuBackend, run_clustering
-from tasks.compute import dask_cluster
+from tasks.cluster.backend import ClusterBackend
+from tasks.cluster.cpu import CpuBackend
+from tasks.cluster.dask_cluster import dask_cluster
+from tasks.cluster.run import ClusteringRun, run_clustering
+from tasks.cluster.sample import Sample, SampleSpec, load_sample, select_manifests
 from tasks.config import ClusterConfig
-from tasks.extract import recompute_maps
-from tasks.report import build_sections, publish_artifacts, summarise, write_outputs
-from tasks.sample import SampleSpec, dataset_record, load_sample, select_manifests
-from tasks.storage import Location
-from tasks.store import newest_complete
+from tasks.extract.exemplars import attention_maps_of
+from tasks.report.html import data_uri
+from tasks.report.outputs import write_outputs
+from tasks.report.sections import Section, build_sections
+from tasks.report.summary import ClusterSummary, RunContext, SampleRecord, summarise
+from tasks.report.tables import sizes_table
+from tasks.storage.dataset import dataset_record, newest_complete
+from tasks.storage.location import Location
+from tasks.storage.records import DatasetRecord, Manifest
 
 
 @task(name="load-sample", cache_policy=NO_CACHE)
-def load_sample_task(client, config: ClusterConfig, dataset: Location, manifests: list[dict]):
+def load_sample_task(client, config: ClusterConfig, dataset: Location, manifests: list[Manifest]) -> Sample:
     spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
     return load_sample(client, dataset, manifests, spec, config.on_bad_shard)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
-def cluster_task(backend, sample, config: ClusterConfig):
+def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig):
     return run_clustering(backend, sample, config)
 
 
+def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path, sections: list[Section]) -> None:
+    """The report's tables as Prefect artifacts, a markdown summary naming the files, and the report's figures
+    embedded in a markdown artifact (the Prefect UI renders data-URI images)."""
+    for name, labels in run.labels.items():
+        create_table_artifact(sizes_table(labels).to_dict("records"), key=f"cluster-sizes-{name.replace('_', '-')}",
+                              description=f"{name}: cluster sizes")
+    create_table_artifact(run.k_table.to_dict("records"), key="k-search", description="KMeans k search")
+    create_table_artifact(run.grid.to_dict("records"), key="dbscan-grid", description="DBSCAN grid search")
+    figures = sorted((report.parent / "figures").glob("*.png"))
+    lines = ["# Clustering report", f"Report: `{report}`", "",
+             *(f"- **{name}**: {c.clusters} clusters, {c.unlabelled} unlabelled rows"
+               for name, c in summary.clusterings.items()),
+             "", "Figures:", *(f"- `{path}`" for path in figures)]
+    create_markdown_artifact("\n".join(lines), key="cluster-report", description="Clustering summary")
+    gallery = ["# Clustering figures"]
+    for section in sections:
+        gallery += [f"## {section.title}", section.text, *(f"![{f.title}]({data_uri(f)})" for f in section.figures)]
+    create_markdown_artifact("\n\n".join(gallery), key="cluster-figures", description="The report's figures")
+
+
 @task(name="report", cache_policy=NO_CACHE)
-def report_task(config: ClusterConfig, record: dict, sample, reduced, run, context: dict) -> str:
-    model = record["model"]
-    source = functools.partial(recompute_maps, record, config.dataset, config.credentials)
-    sections = build_sections(run, sample, reduced, model["layers"], model["heads"], record["statistics"],
+def report_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
+                context: RunContext) -> tuple[str, ClusterSummary]:
+    source = functools.partial(attention_maps_of, record, config.dataset, config.credentials)
+    sections = build_sections(run, sample, reduced, record.model.layers, record.model.heads, record.statistics,
                               config.top_clusters, config.exemplars, config.min_samples, source)
     summary = summarise(run, sample, reduced, context)
     report = write_outputs(Path(config.out), sample, run, summary, sections)
     publish_artifacts(summary, run, report, sections)
-    return str(report)
+    return str(report), summary
 
 
 @flow(name="cluster")
@@ -63,7 +91,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     with dask_cluster(config.scheduler, config.backend, config.n_workers) as compute:
         log.info("compute: %s", compute.description)
         if compute.gpu:
-            from tasks.cluster_gpu import GpuBackend
+            from tasks.cluster.gpu import GpuBackend
 
             backend = GpuBackend(compute.client)
         else:
@@ -73,16 +101,15 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
             log.warning("shard %d skipped: %s", shard, reason)
         log.info("sample: %d rows of %d shards", len(sample.rows), len(manifests) - len(sample.skipped))
         reduced, run = cluster_task(backend, sample, config)
-    context = {"dataset": config.dataset, "fingerprint": record["fingerprint"], "model": record["model"]["model"],
-               "shards": [m["shard"] for m in manifests if m["shard"] not in sample.skipped],
-               "skipped_shards": {str(k): v for k, v in sample.skipped.items()},
-               "compute": compute.description, "backend": backend.name,
-               "sample": {"mode": config.sample, "features_per_shard": config.features_per_shard,
-                          "fraction": config.fraction, "seed": config.seed}}
-    report = report_task(config, record, sample, reduced, run, context)
+    context = RunContext(
+        dataset=config.dataset, fingerprint=record.fingerprint, model=record.model.model,
+        shards=[m.shard for m in manifests if m.shard not in sample.skipped],
+        skipped_shards={str(k): v for k, v in sample.skipped.items()}, compute=compute.description,
+        backend=backend.name, sample=SampleRecord(mode=config.sample, features_per_shard=config.features_per_shard,
+                                                  fraction=config.fraction, seed=config.seed))
+    report, summary = report_task(config, record, sample, reduced, run, context)
     log.info("report: %s", report)
-    return {"report": report, "seconds": round(time.perf_counter() - started, 1),
-            "summary": summarise(run, sample, reduced, context)}
+    return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from typing import Sequence
+from typing import Any, Sequence
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -18,26 +18,63 @@ from prefect.artifacts import (
 )
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.retries import RETRIES
 from tasks.cli import config_from_args, run_or_exit
+from tasks.cluster.dask_cluster import dask_cluster
 from tasks.config import ExtractConfig
-from tasks.compute import dask_cluster
-from tasks.extract import (
+from tasks.extract.plan import (
+    Destination,
     ExtractionPlan,
-    check_destination_task,
-    extract_shard_task,
-    plan_extraction_task,
+    plan_extraction,
+    prepare_destination,
     resolve,
     resolve_compile,
 )
+from tasks.extract.shard import extract_shard
+from tasks.squad.features import ShardPlan
+from tasks.storage.location import Location
+from tasks.storage.records import DatasetRecord, Manifest
+from tasks.storage.shards import shard_name
+
+
+def _published_shard_key(context: Any, inputs: dict[str, Any]) -> str | None:
+    """Prefect cache key of a shard task: (fingerprint, shard, manifest hash) where the flow found the shard
+    published in the destination, none otherwise, so that the UI shows published shards as cached."""
+    published: Manifest | None = inputs["published"]
+    if published is None:
+        return None
+    return f"{published.fingerprint}-{shard_name(published.shard)}-{published.sha256[:16]}"
+
+
+@task(name="extract-shard", task_run_name="shard-{plan.index}", cache_key_fn=_published_shard_key,
+      persist_result=True, result_serializer="json", **RETRIES)
+def extract_shard_task(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, published: Manifest | None
+                       ) -> Manifest:
+    """Prefect task of one shard: the published manifest where the flow found one, else the shard computed."""
+    return published or extract_shard(cfg, plan, record)
+
+
+@task(name="check-destination", **RETRIES)
+def check_destination_task(cfg: ExtractConfig) -> None:
+    """Fail at once where the destination cannot be written, before any model loads."""
+    Location.at(cfg.dest, cfg.credentials).check_writable()
+
+
+@task(name="plan-extraction", **RETRIES)
+def plan_extraction_task(cfg: ExtractConfig) -> tuple[ExtractionPlan, Destination]:
+    """Plan the dataset and prepare the destination: the plan, where the dataset goes and what is published."""
+    plan = plan_extraction(cfg)
+    return plan, prepare_destination(cfg, plan)
 
 
 @flow(name="extract-shards", flow_run_name="shards of {config.dest}")
-def extract_shards(config: ExtractConfig, plan: ExtractionPlan, window: int) -> dict[int, dict]:
+def extract_shards(config: ExtractConfig, plan: ExtractionPlan, destination: Destination, window: int
+                   ) -> dict[int, Manifest]:
     """Runs the shard tasks on this flow's task runner, at most `window` in flight (`staged_shards` a worker:
     while one uploads, the next computes); returns each shard's manifest."""
     log = get_run_logger()
     progress = create_progress_artifact(0.0, key="extract-progress", description=f"Shards of {config.dest}")
-    manifests: dict[int, dict] = {}
+    manifests: dict[int, Manifest] = {}
     in_flight: deque = deque()
 
     def finish_oldest() -> None:
@@ -49,23 +86,24 @@ def extract_shards(config: ExtractConfig, plan: ExtractionPlan, window: int) -> 
     for shard in plan.shards:
         if len(in_flight) >= window:
             finish_oldest()
-        in_flight.append((shard, extract_shard_task.submit(config, shard, plan.record)))
+        published = destination.published.get(shard.index)
+        in_flight.append((shard, extract_shard_task.submit(config, shard, plan.record, published)))
     while in_flight:
         finish_oldest()
     return manifests
 
 
-def _run_shards(config: ExtractConfig, plan: ExtractionPlan) -> dict[int, dict]:
+def _run_shards(config: ExtractConfig, plan: ExtractionPlan, destination: Destination) -> dict[int, Manifest]:
     if config.runner == "threads":
         runner = ThreadPoolTaskRunner(max_workers=config.staged_shards)
-        return extract_shards.with_options(task_runner=runner)(config, plan, config.staged_shards)
+        return extract_shards.with_options(task_runner=runner)(config, plan, destination, config.staged_shards)
     from prefect_dask import DaskTaskRunner
 
     with dask_cluster(config.scheduler, config.backend, config.n_workers, config.staged_shards) as compute:
         get_run_logger().info("compute: %s", compute.description)
         runner = DaskTaskRunner(address=compute.client.scheduler.address)
-        workers = len(compute.client.scheduler_info()["workers"])
-        return extract_shards.with_options(task_runner=runner)(config, plan, config.staged_shards * workers)
+        window = config.staged_shards * len(compute.client.nthreads())
+        return extract_shards.with_options(task_runner=runner)(config, plan, destination, window)
 
 
 @flow(name="extract")
@@ -75,21 +113,21 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
     started = time.perf_counter()
     config = resolve(config)
     check_destination_task(config)
-    plan, dataset, published = plan_extraction_task(config)
-    todo = [p for p in plan.shards if p.index not in published]
-    maps = sum(p.n_features for p in todo) * plan.record["shards"]["rows_per_feature"]
-    config = resolve_compile(config.model_copy(update={"dest": dataset}), maps)
+    plan, destination = plan_extraction_task(config)
+    todo = destination.todo(plan)
+    maps = sum(p.n_features for p in todo) * plan.record.shards.rows_per_feature
+    config = resolve_compile(config.model_copy(update={"dest": destination.url}), maps)
     log.info("dataset %s at %s: %d shards planned, %d already published, %d to extract",
-             plan.fingerprint, dataset, len(plan.shards), len(plan.shards) - len(todo), len(todo))
-    manifests = _run_shards(config, plan)
+             plan.fingerprint, destination.url, len(plan.shards), len(plan.shards) - len(todo), len(todo))
+    manifests = _run_shards(config, plan, destination)
     computed = [manifests[p.index] for p in todo]
     summary = {
-        "dest": dataset,
+        "dest": destination.url,
         "fingerprint": plan.fingerprint,
         "shards": len(manifests),
         "extracted_now": len(computed),
-        "rows": sum(m["rows"] for m in manifests.values()),
-        "maps_per_second": round(sum(m["rows"] for m in computed) / max(sum(m["seconds"] for m in computed), 1e-9), 2)
+        "rows": sum(m.rows for m in manifests.values()),
+        "maps_per_second": round(sum(m.rows for m in computed) / max(sum(m.seconds for m in computed), 1e-9), 2)
         if computed else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -98,10 +136,10 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
         key="extract-summary", description="Extraction summary",
     )
     create_table_artifact(
-        [{"shard": i, "rows": m["rows"], "features": f"{m['features'][0]}..{m['features'][1] - 1}",
-          "seconds": m["seconds"], "maps_per_second": m["maps_per_second"], "published": m["published"],
-          "extracted_now": i not in published} for i, m in sorted(manifests.items())],
-        key="extract-shards", description=f"Shards of {dataset}",
+        [{"shard": i, "rows": m.rows, "features": f"{m.features[0]}..{m.features[1] - 1}",
+          "seconds": m.seconds, "maps_per_second": m.maps_per_second, "published": m.published,
+          "extracted_now": i not in destination.published} for i, m in sorted(manifests.items())],
+        key="extract-shards", description=f"Shards of {destination.url}",
     )
     return summary
 

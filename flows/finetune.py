@@ -9,10 +9,10 @@ repeated); the model is evaluated on the --dev file and published with its metri
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -20,12 +20,15 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.attention import QAModel, load_qa_model
+from flows.retries import RETRIES
 from tasks.cli import config_from_args, run_or_exit
 from tasks.config import FinetuneConfig
-from tasks.finetune import TrainingResult, evaluate, save_model, train
-from tasks.squad import SquadFile, load_squad
-from tasks.storage import RETRIES, Location, storage_options
+from tasks.extract.qa_model import QAModel, load_qa_model
+from tasks.finetune.evaluate import evaluate
+from tasks.finetune.train import TrainingResult, save_model, train
+from tasks.squad.load import SquadFile, load_squad
+from tasks.storage.credentials import storage_options
+from tasks.storage.location import Location
 
 METRIC_ROWS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact",
                "best_exact_thresh", "best_f1", "best_f1_thresh")

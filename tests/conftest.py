@@ -15,8 +15,8 @@ os.environ.setdefault("FSSPEC_GS_PROJECT", "atlas-test")
 
 import pytest  # noqa: E402
 
-from tasks.attention import TINY_RANDOM_MODEL, load_qa_model  # noqa: E402
-from tasks.squad import load_squad  # noqa: E402
+from tasks.extract.qa_model import TINY_RANDOM_MODEL, load_qa_model  # noqa: E402
+from tasks.squad.load import load_squad  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,6 @@ def object_stores():
     """A GCS emulator and an S3 server on 127.0.0.1, each with a bucket 'atlas', and the environment pointing
     gcsfs and s3fs at them the way users point them at the real clouds. Yields {'gs': ..., 's3': ...}."""
     import fsspec
-
     from storage_servers import GcsEmulator, MotoServer
 
     with GcsEmulator() as gcs, MotoServer() as s3:

@@ -97,7 +97,7 @@ class MotoServer:
 
 class FaultProxy:
     """A reverse proxy in front of `upstream`. A seeded `fault_rate` of requests gets a 503 or a connection
-    reset instead of an answer; `hook(method, path)` runs before each request is forwarded and may return
+    reset (the two in turn) instead of an answer; `hook(method, path)` runs before each request is forwarded and may return
     'drop' to close the connection without answering (after, say, killing the client)."""
 
     def __init__(self, upstream: str, fault_rate: float = 0.0, seed: int = 0,
@@ -170,7 +170,7 @@ class FaultProxy:
             if self.hook is not None and self.hook(method, path) == "drop":
                 return "drop"
             if self.random.random() < self.fault_rate:
-                fault = self.random.choice(["503", "reset"])
+                fault = "503" if self.faults["503"] <= self.faults["reset"] else "reset"  # the kinds alternate
                 self.faults[fault] += 1
                 return fault
         return None

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny import tiny_flags
 
 from flows.extract import main
-from tasks.squad import embedded_sample_path
-from tiny import tiny_flags
+from tasks.squad.load import embedded_sample_path
 
 SAMPLE = json.loads(Path(embedded_sample_path()).read_text())
 

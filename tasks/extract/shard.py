@@ -1,0 +1,136 @@
+"""One shard end to end: features -> attention maps -> scaled maps -> embeddings + statistics -> a verified,
+published Parquet file and its manifest."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from tasks.config import ExtractConfig
+from tasks.errors import InputError
+from tasks.extract.encoder import EMBEDDING_DIM
+from tasks.extract.maps import STATISTICS, attention_maps, head_statistics, scale_maps
+from tasks.extract.models import Models, compute_slot, models_for, squad_file
+from tasks.squad.features import Features, ShardPlan, shard_features
+from tasks.storage.faults import is_transient
+from tasks.storage.location import Location
+from tasks.storage.records import DatasetRecord, Manifest
+from tasks.storage.rows import row_schema, rows_table
+from tasks.storage.shards import ShardError, publish_shard, shard_name, staging_dir
+
+log = logging.getLogger(__name__)
+
+
+def _batches(features: Features, size: int) -> Iterator[Features]:
+    for start in range(0, len(features), size):
+        yield features.take(slice(start, start + size))
+
+
+def embed_features(batch: Features, models: Models, cfg: ExtractConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings (features * layers * heads, 2048) and statistics (features, layers, heads, n) of a batch, on
+    the device: the maps never leave it."""
+    device = models.device
+    ids = torch.from_numpy(batch.input_ids).long().to(device)
+    mask = torch.from_numpy(batch.attention_mask).long().to(device)
+    types = torch.from_numpy(batch.token_type_ids).long().to(device)
+    maps = attention_maps(models.qa.model, ids, mask, types)
+    tokenizer = models.qa.tokenizer
+    stats = head_statistics(maps, ids, mask, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    flat = maps.flatten(0, 2)
+    embeddings = torch.cat([
+        models.encoder(scale_maps(chunk, cfg.scaling), cfg.precision)
+        for chunk in flat.split(cfg.encoder_batch)
+    ])
+    return embeddings, stats
+
+
+class ShardWriter:
+    """Writes batches of rows to a Parquet file on a background thread (device-to-host copy, Arrow conversion,
+    zstd encoding), so that the device computes the next batch meanwhile. One batch waits at most."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.file = pq.ParquetWriter(path, schema, compression="zstd")
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+        self.pending: Future | None = None
+
+    def _write(self, batch: Features, embeddings: torch.Tensor, stats: torch.Tensor) -> None:
+        self.file.write_table(rows_table(self.schema, batch.feature_id, batch.question_id, batch.span,
+                                         embeddings.cpu().numpy(), stats.cpu().numpy()))
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+
+    def write(self, batch: Features, embeddings: torch.Tensor, stats: torch.Tensor) -> None:
+        self._wait()
+        self.pending = self.thread.submit(self._write, batch, embeddings, stats)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self._wait()
+        finally:
+            self.thread.shutdown(wait=True)
+            self.file.close()
+
+
+def _publish(dest: Location, plan: ShardPlan, local: Path, schema: pa.Schema, rows: int, details: dict) -> Manifest:
+    """Publishes a staged shard; a permanent storage fault becomes a clear error, a transient one is raised as
+    it is, for the task's retries."""
+    try:
+        return publish_shard(dest, plan.index, local, schema, rows, details)
+    except ShardError:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise dest.fault(f"publish {shard_name(plan.index)}", exc) from None
+
+
+def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, show_progress: bool = True) -> Manifest:
+    """Computes one shard's rows into a local Parquet file, then verifies and publishes it; returns the
+    manifest. The computing holds the device's compute slot; the upload does not, so that the next shard
+    computes meanwhile."""
+    dest = Location.at(cfg.dest, cfg.credentials)
+    squad = squad_file(cfg)
+    if squad.sha256 != record.source.sha256:
+        raise InputError(f"{cfg.source}: the file changed since the dataset was planned")
+    models = models_for(cfg)
+    schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS)
+    rows = plan.n_features * models.qa.n_layers * models.qa.n_heads
+    with staging_dir(dest) as staging:
+        local = staging / f"{shard_name(plan.index)}.parquet"
+        with compute_slot(models.device):
+            started = time.perf_counter()
+            features = shard_features(squad.examples, plan, models.qa.tokenizer, cfg.max_length, cfg.doc_stride,
+                                      cfg.max_query_length)
+            bar = tqdm(total=len(features), desc=shard_name(plan.index), unit="feature", disable=not show_progress)
+            with ShardWriter(local, schema) as writer, bar:
+                for batch in _batches(features, cfg.bert_batch):
+                    writer.write(batch, *embed_features(batch, models, cfg))
+                    bar.update(len(batch))
+            seconds = time.perf_counter() - started
+        manifest = _publish(dest, plan, local, schema, rows, {
+            "fingerprint": record.fingerprint,
+            "features": [plan.feature_start, plan.feature_stop],
+            "examples": [plan.example_start, plan.example_stop],
+            "first_span": plan.first_span,
+            "seconds": round(seconds, 3),
+            "maps_per_second": round(rows / seconds, 2),
+        })
+    log.info("%s: %d rows published to %s (%.1f maps/s)", shard_name(plan.index), manifest.rows,
+             cfg.dest, manifest.maps_per_second)
+    return manifest

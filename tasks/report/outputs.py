@@ -1,0 +1,47 @@
+"""A clustering run's outputs written whole: labels, search tables, centres, figures, summary.json, report.html."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.cluster.run import ClusteringRun
+from tasks.cluster.sample import Sample
+from tasks.report.html import render_html
+from tasks.report.sections import Section
+from tasks.report.summary import ClusterSummary
+from tasks.report.tables import labels_frame
+
+
+def write_outputs(out: Path, sample: Sample, run: ClusteringRun, summary: ClusterSummary, sections: list[Section]) -> Path:
+    """Writes every output into a staging folder beside `out`, then swaps it in whole; returns report.html."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex}")
+    try:
+        (staging / "figures").mkdir(parents=True)
+        labels_frame(sample, run.labels).to_parquet(staging / "labels.parquet", index=False)
+        for stem, table in [("k_search", run.k_table), ("dbscan_grid", run.grid),
+                            ("pca_variance", pd.DataFrame({"component": np.arange(1, len(run.explained_variance) + 1),
+                                                           "explained_variance_ratio": run.explained_variance}))]:
+            table.to_parquet(staging / f"{stem}.parquet", index=False)
+            table.to_csv(staging / f"{stem}.csv", index=False)
+        for name, centres in run.centres.items():
+            np.save(staging / f"centres_{name}.npy", centres)
+        for figure in (f for s in sections for f in s.figures):
+            (staging / "figures" / f"{figure.name}.png").write_bytes(figure.png)
+        (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2))
+        (staging / "report.html").write_text(render_html("Attention-head clusters", summary.to_json(), sections))
+        previous = out.with_name(f".{out.name}.previous-{uuid.uuid4().hex}")
+        if out.exists():
+            out.rename(previous)
+        staging.rename(out)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out / "report.html"

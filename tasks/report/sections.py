@@ -1,0 +1,86 @@
+"""The report's sections: PCA, the k search, the DBSCAN eps search, then one per clustering with its exemplars."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tasks.cluster.labels import NOISE, cluster_sizes, nearest_to_centre
+from tasks.cluster.run import ClusteringRun
+from tasks.cluster.sample import Sample
+from tasks.report.figures import (
+    Chart,
+    plot_exemplars,
+    plot_grid,
+    plot_heatmaps,
+    plot_k_search,
+    plot_kdistance,
+    plot_sizes,
+    plot_variance,
+)
+from tasks.report.tables import per_cluster_means
+
+# (feature_ids, layers, heads) -> one attention map per triple
+MapSource = Callable[[list[tuple[int, int, int]]], list[np.ndarray]]
+
+
+@dataclass
+class Section:
+    title: str
+    text: str
+    tables: list[tuple[str, pd.DataFrame]]
+    figures: list[Chart]
+
+
+def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clusters: list[int], per_cluster: int,
+                  source: MapSource) -> dict[int, list[tuple[np.ndarray, str]]]:
+    """For each cluster, the recomputed maps of the rows nearest its centre, with captions."""
+    nearest = nearest_to_centre(reduced, labels, per_cluster)
+    chosen = {c: nearest[c] for c in clusters if c in nearest}
+    picks = [(c, i) for c, rows in chosen.items() for i in rows]
+    keys = sample.rows.iloc[[i for _, i in picks]]
+    maps = source(list(zip(keys["feature_id"].tolist(), keys["layer"].tolist(), keys["head"].tolist())))
+    exemplars: dict[int, list[tuple[np.ndarray, str]]] = {c: [] for c in chosen}
+    triples = zip(keys["feature_id"], keys["layer"], keys["head"])
+    for (cluster, _), attention, (feature, layer, head) in zip(picks, maps, triples):
+        exemplars[cluster].append((attention, f"feature {feature} L{layer} H{head}"))
+    return exemplars
+
+
+def clustering_section(name: str, run: ClusteringRun, sample: Sample, reduced: np.ndarray, layers: int,
+                       heads: int, statistics: list[str], top: int, per_cluster: int, source: MapSource) -> Section:
+    labels = run.labels[name]
+    sizes = cluster_sizes(labels)
+    real = [c for c in sizes if c != NOISE]
+    shown = real[:top] + ([NOISE] if NOISE in sizes else [])
+    figures = [plot_sizes(labels, name), plot_heatmaps(sample.rows, labels, shown, layers, heads, name)]
+    if per_cluster and real:
+        figures.append(plot_exemplars(exemplar_maps(sample, reduced, labels, real[:top], per_cluster, source), name))
+    params = ", ".join(f"{k} = {v}" for k, v in run.params[name].items())
+    text = f"{len(real)} clusters, {sizes.get(NOISE, 0)} rows labelled -1. Parameters: {params}."
+    return Section(name, text, [("Per cluster: rows, mean layer and head, mean per-head statistics",
+                                 per_cluster_means(sample.rows, labels, statistics))], figures)
+
+
+def build_sections(run: ClusteringRun, sample: Sample, reduced: np.ndarray, layers: int, heads: int,
+                   statistics: list[str], top: int, per_cluster: int, min_samples: int, source: MapSource
+                   ) -> list[Section]:
+    """The report's sections: PCA, k search, DBSCAN eps search, then one per clustering."""
+    kept = float(np.sum(run.explained_variance))
+    sections = [
+        Section("PCA", f"{reduced.shape[1]} components keep {kept:.1%} of the variance of the "
+                       f"{sample.dim}-d embeddings; every clustering runs on them.",
+                [], [plot_variance(run.explained_variance)]),
+        Section("KMeans k search", f"Chosen k = {run.chosen_k}: the {run.params['kmeans']['chosen_by']}.",
+                [("k search", run.k_table)], [plot_k_search(run.k_table, run.chosen_k)]),
+        Section("DBSCAN eps search", f"The knee of the k-distance curve suggests eps = {run.suggested_eps:.4g}; "
+                                     "the grid records every (eps, min_samples) cell.",
+                [("grid search", run.grid)], [plot_kdistance(run.kth_distances, run.suggested_eps, min_samples),
+                                              plot_grid(run.grid)]),
+    ]
+    sections += [clustering_section(name, run, sample, reduced, layers, heads, statistics, top, per_cluster, source)
+                 for name in run.labels]
+    return sections

@@ -1,0 +1,143 @@
+"""SQuAD v2 input: read from any fsspec URL and validated, every problem named by file, place and field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from tasks.config import EMBEDDED_SAMPLE, ExtractConfig
+from tasks.errors import InputError
+from tasks.storage.faults import is_transient
+from tasks.storage.location import Location
+
+MAX_CONTEXT_CHARS = ExtractConfig.model_fields["max_context_chars"].default
+
+
+class SquadFormatError(InputError, ValueError):
+    """The input file is not a valid SQuAD v2 JSON; the message names the file, the place and the problem."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question over one context."""
+
+    question_id: str
+    title: str
+    question: str
+    context: str
+    answers: tuple[tuple[str, int], ...]
+    is_impossible: bool
+
+
+@dataclass(frozen=True)
+class SquadFile:
+    """A validated SQuAD file: its examples in file order and the sha256 of its bytes."""
+
+    source: str
+    sha256: str
+    examples: list[Example]
+
+
+def embedded_sample_path() -> str:
+    """Path of the SQuAD v2-format sample shipped with the project."""
+    return str(resources.files("tasks.squad") / "data" / "squad_v2_sample.json")
+
+
+def resolve_source(source: str) -> str:
+    """Maps the 'embedded' alias to the shipped sample; leaves paths and URLs as they are."""
+    return embedded_sample_path() if source == EMBEDDED_SAMPLE else source
+
+
+def load_squad(source: str, options: dict | None = None, max_context_chars: int = MAX_CONTEXT_CHARS) -> SquadFile:
+    """Reads and validates a SQuAD v2 JSON from a path or fsspec URL (https://, gs://, s3://), with the
+    storage `options` (credentials) given. Transient faults are raised as they are, for retries."""
+    source = resolve_source(source)
+    where = Location.open(source, options)
+    try:
+        raw = where.fs.cat_file(where.root)
+    except FileNotFoundError as exc:
+        raise SquadFormatError(f"{source}: file not found") from exc
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise where.fault("read", exc) from None
+    return parse_squad(raw, source, max_context_chars)
+
+
+def parse_squad(raw: bytes, source: str, max_context_chars: int = MAX_CONTEXT_CHARS) -> SquadFile:
+    """Decodes and validates SQuAD v2 bytes; `source` names the file in errors."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SquadFormatError(f"{source}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SquadFormatError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    examples = _validate(document, source, max_context_chars)
+    return SquadFile(source=source, sha256=hashlib.sha256(raw).hexdigest(), examples=examples)
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict):
+        raise SquadFormatError(f"{where}: expected an object, got {type(obj).__name__}")
+    if key not in obj:
+        raise SquadFormatError(f"{where}: missing key '{key}'")
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise SquadFormatError(f"{where}.{key}: expected {names}, got {type(value).__name__}")
+    return value
+
+
+def _validate(document: Any, source: str, max_context_chars: int) -> list[Example]:
+    examples: list[Example] = []
+    seen: dict[str, str] = {}
+    for a, article in enumerate(_field(document, "data", list, source)):
+        where_a = f"{source}: data[{a}]"
+        title = _field(article, "title", str, where_a)
+        where_a = f"{where_a} ('{title}')"
+        for p, paragraph in enumerate(_field(article, "paragraphs", list, where_a)):
+            where_p = f"{where_a} paragraphs[{p}]"
+            context = _field(paragraph, "context", str, where_p)
+            if not context.strip():
+                raise SquadFormatError(f"{where_p}.context: empty context")
+            if len(context) > max_context_chars:
+                raise SquadFormatError(f"{where_p}.context: {len(context):,} characters, over the limit of "
+                                       f"{max_context_chars:,} (raise it with --max-context-chars)")
+            for q, qa in enumerate(_field(paragraph, "qas", list, where_p)):
+                examples.append(_validate_qa(qa, f"{where_p} qas[{q}]", title, context, seen))
+    if not examples:
+        raise SquadFormatError(f"{source}: no questions in the file")
+    return examples
+
+
+def _validate_qa(qa: Any, where: str, title: str, context: str, seen: dict[str, str]) -> Example:
+    qid = _field(qa, "id", str, where)
+    where = f"{where} (id '{qid}')"
+    if qid in seen:
+        raise SquadFormatError(f"{where}: duplicate question id, first seen at {seen[qid]}")
+    seen[qid] = where
+    question = _field(qa, "question", str, where)
+    if not question.strip():
+        raise SquadFormatError(f"{where}.question: empty question")
+    impossible = qa.get("is_impossible", False)
+    if not isinstance(impossible, bool):
+        raise SquadFormatError(f"{where}.is_impossible: expected bool, got {type(impossible).__name__}")
+    answers = []
+    for n, answer in enumerate(_field(qa, "answers", list, where)):
+        where_n = f"{where} answers[{n}]"
+        text = _field(answer, "text", str, where_n)
+        start = _field(answer, "answer_start", int, where_n)
+        if start < 0 or start + len(text) > len(context):
+            raise SquadFormatError(
+                f"{where_n}.answer_start: {start} (+{len(text)} characters) is outside the context "
+                f"({len(context)} characters)"
+            )
+        answers.append((text, start))
+    if not impossible and not answers:
+        raise SquadFormatError(f"{where}.answers: empty, but is_impossible is false")
+    return Example(qid, title, question, context, tuple(answers), impossible)

@@ -1,0 +1,73 @@
+"""Storage faults: which are worth retrying (resets, timeouts, 408/429/5xx) and a retry loop for code outside
+Prefect."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from tasks.errors import InputError
+
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+# Connection-level failures of the HTTP stacks under gcsfs and s3fs (aiohttp, botocore), matched by class name
+# anywhere in the exception's class hierarchy, so that neither library must be installed to classify them.
+TRANSIENT_CLASSES = {
+    "ClientConnectionError", "ClientPayloadError", "ServerDisconnectedError", "ServerTimeoutError",
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+    "ResponseStreamingError", "IncompleteReadError", "FSTimeoutError",
+}
+
+
+class StorageError(InputError):
+    """A permanent storage fault (bad URL, missing bucket, no permission, rejected credentials); the message
+    names the URL and the cause."""
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and those it was raised from or during, nearest first."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status an exception carries: gcsfs HttpError.code, aiohttp .status, botocore .response."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    for name in ("code", "status"):
+        value = getattr(exc, name, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return value
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Faults worth retrying: resets, timeouts, 408/429/5xx. Not bad input, missing objects, permissions."""
+    for cause in _causes(exc):
+        if isinstance(cause, (InputError, PermissionError, FileNotFoundError)):
+            return False
+        if isinstance(cause, (ConnectionError, TimeoutError)):
+            return True
+        if any(kind.__name__ in TRANSIENT_CLASSES for kind in type(cause).__mro__):
+            return True
+        status = _status(cause)
+        if status is not None:
+            return status in TRANSIENT_STATUS
+    return False
+
+
+def retrying(call: Callable, *args, attempts: int = 4, delay: float = 1.0):
+    """`call(*args)`, tried again after a transient fault with exponential backoff (delay, 2 x delay, ...),
+    for code that runs outside Prefect's task retries (Dask workers)."""
+    for attempt in range(attempts):
+        try:
+            return call(*args)
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_transient(exc):
+                raise
+            time.sleep(delay * 2 ** attempt)

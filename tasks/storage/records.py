@@ -1,0 +1,113 @@
+"""The dataset's on-disk records, typed: dataset.json (`DatasetRecord`) and each shard's manifest (`Manifest`).
+
+Every reader and writer goes through these types. `format` names the layout version; a dataset written by an
+earlier version that this code still reads is listed in `READABLE_FORMATS`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tasks.errors import InputError
+
+FORMAT = "squad-attention-atlas/1"
+READABLE_FORMATS = (FORMAT,)
+
+
+class RecordError(InputError):
+    """A dataset record or manifest that is not valid JSON of its type; the message names the file and field."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def parse(cls, data: bytes | str | dict, where: str):
+        """The record in `data` (JSON text or a dict), or a RecordError naming `where` and the first bad field."""
+        try:
+            return cls.model_validate_json(data) if isinstance(data, (bytes, str)) else cls.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(map(str, error["loc"])) or "(the document)"
+            raise RecordError(f"{where}: field '{field}': {error['msg']}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class SourceRecord(_Record):
+    """The SQuAD file the dataset was made from."""
+
+    location: str
+    sha256: str
+    examples: int
+    features: int
+
+
+class ModelRecord(_Record):
+    """The QA model: its name, revision, grid, and how it was loaded (seed or commit)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    model: str
+    revision: str | None = None
+    layers: int
+    heads: int
+
+
+class EncoderRecord(_Record):
+    """The image encoder: architecture, weights (and their sha256 where loaded from a file), modes, width."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    encoder: str
+    weights: str
+    bn_mode: str
+    normalise: bool
+    dim: int
+
+
+class ShardLayout(_Record):
+    count: int
+    size: int
+    rows_per_feature: int
+
+
+class DatasetRecord(_Record):
+    """dataset.json: the full extraction config, its fingerprint, where the input came from, the models."""
+
+    format: str
+    fingerprint: str
+    config: dict[str, Any]
+    source: SourceRecord
+    model: ModelRecord
+    encoder: EncoderRecord
+    statistics: list[str]
+    shards: ShardLayout
+    created: str | None = None
+
+    @classmethod
+    def parse(cls, data: bytes | str | dict, where: str) -> DatasetRecord:
+        record = super().parse(data, where)
+        if record.format not in READABLE_FORMATS:
+            raise RecordError(f"{where}: field 'format': {record.format} is not one this version reads "
+                              f"({', '.join(READABLE_FORMATS)})")
+        return record
+
+
+class Manifest(_Record):
+    """A published shard's manifest: the marker that the shard is complete, and what to check it against."""
+
+    shard: int
+    file: str
+    fingerprint: str
+    rows: int
+    bytes: int
+    sha256: str
+    published: str
+    features: tuple[int, int]  # feature ids [start, stop)
+    examples: tuple[int, int]  # example indices [start, stop)
+    first_span: int
+    seconds: float
+    maps_per_second: float

@@ -1,0 +1,123 @@
+"""Shards: staged locally, verified, published (the Parquet file first, its manifest last), listed and read.
+
+A shard is published in two steps: the Parquet file appears whole under its final name (a rename on local
+disk, a single object write on object stores), then its manifest is written. The manifest is the marker of a
+complete shard: readers and re-runs ignore a Parquet file without one."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.errors import InputError
+from tasks.storage.location import Location
+from tasks.storage.records import Manifest
+
+
+class ShardError(InputError):
+    """A shard is missing, incomplete or does not match its manifest."""
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}"
+
+
+@contextmanager
+def staging_dir(dest: Location) -> Iterator[Path]:
+    """A local folder for files on their way to `dest`, removed afterwards whatever happens.
+    For a local destination it sits inside it, so that publishing is a rename."""
+    if dest.is_local:
+        os.makedirs(dest.root, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=".partial-", dir=dest.root))
+    else:
+        path = Path(tempfile.mkdtemp(prefix="atlas-staging-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_staging(dest: Location) -> None:
+    """Removes the staging folders and half-written JSON files that a killed run left in a local destination."""
+    if dest.is_local and os.path.isdir(dest.root):
+        for entry in Path(dest.root).glob(".partial-*"):
+            shutil.rmtree(entry, ignore_errors=True)
+        for entry in Path(dest.root).glob(".*.partial-*"):
+            entry.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def publish_shard(dest: Location, index: int, local: Path, schema: pa.Schema, expected_rows: int,
+                  details: dict[str, Any]) -> Manifest:
+    """Verifies a locally written shard, puts it under its final name, then writes its manifest (`details`
+    are the manifest's fields that describe how the shard was made)."""
+    meta = pq.ParquetFile(local)
+    if meta.metadata.num_rows != expected_rows:
+        raise ShardError(f"{local}: {meta.metadata.num_rows} rows written, expected {expected_rows}")
+    if not meta.schema_arrow.equals(schema):
+        raise ShardError(f"{local}: schema differs from the dataset's row schema")
+    name = shard_name(index)
+    manifest = Manifest(**details, shard=index, file=f"{name}.parquet", rows=expected_rows,
+                        bytes=local.stat().st_size, sha256=_sha256(local),
+                        published=datetime.now(timezone.utc).isoformat())
+    if dest.is_local:
+        os.replace(local, dest.path(manifest.file))
+    else:
+        dest.fs.put_file(str(local), dest.path(manifest.file))
+    dest.write_json(f"{name}.json", manifest.to_json())
+    return manifest
+
+
+def read_manifest(dest: Location, name: str) -> Manifest | None:
+    """The manifest `name` (a file name in `dest`), or None where there is none."""
+    data = dest.read_bytes(name)
+    return None if data is None else Manifest.parse(data, dest.path(name))
+
+
+def published_manifests(dest: Location, fingerprint: str) -> dict[int, Manifest]:
+    """Manifests of the shards that are complete in `dest` for this fingerprint, by shard index."""
+    try:
+        names = dest.fs.glob(dest.path("shard-*.json"))
+    except FileNotFoundError:
+        return {}
+    manifests = {}
+    for path in names:
+        manifest = read_manifest(dest, path.rsplit("/", 1)[-1])
+        if manifest is not None and manifest.fingerprint == fingerprint:
+            manifests[manifest.shard] = manifest
+    return manifests
+
+
+def read_shard(dest: Location, index: int, verify: bool = True) -> pa.Table:
+    """A published shard as an Arrow table, checked against its manifest (row count and sha256)."""
+    name = shard_name(index)
+    manifest = read_manifest(dest, f"{name}.json")
+    if manifest is None:
+        raise ShardError(f"{dest.url}: {name} is not published (no manifest)")
+    try:
+        data = dest.fs.cat_file(dest.path(manifest.file))
+    except FileNotFoundError as exc:
+        raise ShardError(f"{dest.url}: {manifest.file} is missing") from exc
+    if verify and hashlib.sha256(data).hexdigest() != manifest.sha256:
+        raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest's sha256")
+    table = pq.read_table(pa.BufferReader(data))
+    if table.num_rows != manifest.rows:
+        raise ShardError(f"{dest.url}: {manifest.file} has {table.num_rows} rows, manifest says {manifest.rows}")
+    return table

@@ -1,0 +1,147 @@
+"""Clustering on a real Dask CPU cluster, each algorithm against scikit-learn run directly on the same data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import DBSCAN, KMeans
+from sklearn.datasets import make_blobs
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import StandardScaler
+
+from tasks.cluster.cpu import CpuBackend, fit_rows_of, kmeans_fit
+from tasks.cluster.dask_cluster import choose_backend, dask_cluster
+from tasks.cluster.labels import NOISE, inertia
+from tasks.cluster.run import dbscan_grid, k_search, recluster_largest, suggest_eps
+
+
+@pytest.fixture(scope="module")
+def backend():
+    with dask_cluster(backend="cpu", n_workers=2) as compute:
+        assert not compute.gpu and compute.description == "LocalCluster with 2 CPU workers"
+        yield CpuBackend(compute.client)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, truth = make_blobs(n_samples=600, n_features=16, centers=4, cluster_std=1.0, random_state=3)
+    return X.astype(np.float32), truth
+
+
+def test_pca_equals_scikit_learn_fitted_on_the_same_rows(backend, blobs):
+    X, _ = blobs
+    parts = backend.client.scatter([X[:250], X[250:]], hash=False)
+    for fit_rows, standardize in [(1000, False), (200, False), (200, True)]:
+        reduced, ratio = backend.reduce(parts, [250, 350], 5, standardize, seed=1, fit_rows=fit_rows)
+        rows = np.concatenate([r + start for r, start in zip(fit_rows_of([250, 350], fit_rows, 1), (0, 250))])
+        assert len(rows) == min(fit_rows, 600) and len(np.unique(rows)) == len(rows)
+        if fit_rows < 600:
+            expected_rows = np.sort(np.random.RandomState(1).choice(600, fit_rows, replace=False))
+            assert (rows == expected_rows).all()
+        scaler = StandardScaler().fit(X[rows]) if standardize else None
+        prepare = scaler.transform if scaler else (lambda a: a)
+        reference = PCA(n_components=5, svd_solver="randomized", iterated_power=4, random_state=1).fit(prepare(X[rows]))
+        np.testing.assert_allclose(reduced, reference.transform(prepare(X)), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ratio, reference.explained_variance_ratio_, rtol=1e-5)
+
+
+def test_kmeans_equals_scikit_learn_for_the_same_seed(backend, blobs):
+    X, _ = blobs
+    for fit in backend.kmeans(X, [3, 5], seed=7):
+        reference = KMeans(n_clusters=fit.k, random_state=7, n_init=1).fit(X)
+        assert (fit.labels == reference.labels_).all()
+        np.testing.assert_allclose(fit.centres, reference.cluster_centers_, rtol=1e-5)
+        assert inertia(X, fit.labels, fit.centres) == pytest.approx(reference.inertia_, rel=1e-4)
+
+
+def test_kmeans_on_many_rows_seeds_on_a_seeded_subsample(blobs):
+    from sklearn.cluster import kmeans_plusplus
+
+    X, truth = blobs
+    fit = kmeans_fit(X, 4, seed=5, seed_rows=100)
+    rows = np.random.RandomState(5).choice(len(X), 100, replace=False)
+    reference = KMeans(n_clusters=4, init=kmeans_plusplus(X[rows], 4, random_state=5)[0], n_init=1).fit(X)
+    assert (fit.labels == reference.labels_).all()
+    assert adjusted_rand_score(truth, fit.labels) > 0.99
+    full = KMeans(n_clusters=4, random_state=5, n_init=1).fit(X)
+    assert inertia(X, fit.labels, fit.centres) == pytest.approx(full.inertia_, rel=0.01)
+
+
+def test_dbscan_and_k_distance_equal_scikit_learn(backend, blobs):
+    X, _ = blobs
+    labels = backend.dbscan(X, [(2.0, 5), (1.0, 10)])
+    assert (labels[0] == DBSCAN(eps=2.0, min_samples=5).fit_predict(X)).all()
+    assert (labels[1] == DBSCAN(eps=1.0, min_samples=10).fit_predict(X)).all()
+    distances, _ = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X)
+    np.testing.assert_allclose(backend.kth_neighbour_distance(X, 10), distances[:, -1], rtol=1e-6)
+
+
+def test_k_search_records_every_k_and_chooses_by_silhouette(backend, blobs):
+    X, truth = blobs
+    table, fits, chosen = k_search(backend, X, range(2, 8), seed=0, silhouette_sample=300)
+    assert table["k"].tolist() == list(range(2, 8))
+    rows = np.random.RandomState(0).permutation(len(X))[:300]
+    for _, row in table.iterrows():
+        labels = fits[int(row.k)].labels
+        expected = silhouette_score(X, labels, sample_size=300, random_state=0)
+        assert row.silhouette == pytest.approx(expected, rel=1e-5)
+        assert row.silhouette == pytest.approx(silhouette_score(X[rows], labels[rows]), rel=1e-5)
+    assert chosen == int(table.loc[table.silhouette.idxmax(), "k"]) == 4
+    assert adjusted_rand_score(truth, fits[4].labels) > 0.99
+    assert (np.diff(table["inertia"]) < 0).all()
+
+
+def test_eps_suggestion_is_the_knee_of_the_curve():
+    curve = np.concatenate([np.linspace(1.0, 1.2, 90), np.linspace(2.0, 10.0, 10)])
+    assert suggest_eps(np.random.default_rng(0).permutation(curve)) == pytest.approx(1.2)
+
+
+def test_dbscan_grid_is_complete_and_each_cell_matches_scikit_learn(backend, blobs):
+    X, _ = blobs
+    grid, labels = dbscan_grid(backend, X, [0.8, 1.5, 3.0], [5, 15])
+    assert len(grid) == 6 and set(zip(grid.eps, grid.min_samples)) == {(e, m) for e in (0.8, 1.5, 3.0) for m in (5, 15)}
+    for _, row in grid.iterrows():
+        expected = DBSCAN(eps=row.eps, min_samples=row.min_samples).fit_predict(X)
+        assert row.clusters == len(set(expected) - {NOISE}) and row.noise == (expected == NOISE).sum()
+        assert (labels[(row.eps, row.min_samples)] == expected).all()
+        assert sum(__import__("json").loads(row.sizes)) + row.noise == len(X)
+
+
+def test_recluster_largest_nests_and_equals_scikit_learn_on_the_subset(backend, blobs):
+    X, _ = blobs
+    top = backend.kmeans(X, [2], seed=0)[0].labels
+    levels = recluster_largest(backend, X, top, k=3, depth=2, seed=0)
+    assert len(levels) == 2
+    largest = np.bincount(top).argmax()
+    inside = top == largest
+    assert ((levels[0].labels != NOISE) == inside).all()
+    expected = KMeans(n_clusters=3, random_state=0, n_init=1).fit(X[inside]).labels_
+    assert (levels[0].labels[inside] == expected).all()
+    second = np.bincount(levels[0].labels[inside]).argmax()
+    assert ((levels[1].labels != NOISE) == (levels[0].labels == second)).all()
+
+
+@pytest.mark.parametrize("backend_name, gpus, expected", [("auto", 0, False), ("auto", 2, True), ("cpu", 2, False),
+                                                          ("gpu", 1, True)])
+def test_backend_choice(backend_name, gpus, expected):
+    assert choose_backend(backend_name, gpus) is expected
+
+
+def test_gpu_backend_asked_for_without_gpu_is_an_error():
+    with pytest.raises(RuntimeError, match="no GPU is visible or the gpu extra is not installed"):
+        choose_backend("gpu", 0)
+
+
+def test_gpu_backend_runs_up_to_the_gpu_call(backend, blobs):
+    """Without RAPIDS the GPU backend imports and reaches its first GPU library call, then stops there."""
+    from tasks.cluster.gpu import GpuBackend
+
+    gpu = GpuBackend(backend.client)
+    assert gpu.workers == 2
+    parts = backend.client.scatter([blobs[0]], hash=False)
+    for call in (lambda: gpu.reduce(parts, [600], 3, False, 0, 100), lambda: gpu.kmeans(blobs[0], [2], 0),
+                 lambda: gpu.dbscan(blobs[0], [(1.0, 5)])):
+        with pytest.raises(ModuleNotFoundError, match="cuml|cupy"):
+            call()

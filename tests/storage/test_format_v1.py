@@ -1,0 +1,74 @@
+"""A dataset written by format 1's code (tests/data/dataset-v1: tiny-random-bert, shards 0 and 1 of the
+embedded sample, float16) stays readable, and today's code, given the same config, makes the same dataset:
+the same fingerprint, the same keys, the same rows up to float16 rounding."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from tiny import REPO
+
+from tasks.config import ExtractConfig
+from tasks.extract.plan import plan_extraction, prepare_destination, resolve, resolve_compile
+from tasks.extract.shard import extract_shard
+from tasks.storage.dataset import dataset_record
+from tasks.storage.location import Location
+from tasks.storage.rows import embedding_matrix
+from tasks.storage.shards import published_manifests, read_shard
+
+FIXTURE = REPO / "tests" / "data" / "dataset-v1"
+FINGERPRINT = "72664a41b9ab177c"
+SHARD_0_ROWS_SHA256 = "27569fabe42da8dc8654d342a41dbff1501949883eccdd76a0979eeb5e219cf2"
+CONFIG = dict(model="tiny-random-bert", max_length=48, doc_stride=24, shard_size=4, shards=[0, 1], precision="fp32",
+              compile="off", dtype="float16")
+
+
+def rows_sha256(table: pa.Table) -> str:
+    """A hash of a shard's rows as decoded: every key, embedding value and statistic."""
+    digest = hashlib.sha256()
+    for name in table.column_names:
+        if name == "embedding":
+            data = embedding_matrix(table).tobytes()
+        elif name == "question_id":
+            data = "\0".join(table[name].to_pylist()).encode()
+        else:
+            data = table[name].to_numpy().tobytes()
+        digest.update(name.encode() + data)
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def old(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "old")
+    return Location.open(str(tmp_path / "old"))
+
+
+def test_a_format_1_dataset_reads(old):
+    record = dataset_record(old)
+    assert record.format == "squad-attention-atlas/1" and record.fingerprint == FINGERPRINT
+    assert (record.model.layers, record.model.heads, record.encoder.dim) == (2, 4, 2048)
+    manifests = published_manifests(old, FINGERPRINT)
+    assert sorted(manifests) == [0, 1] and manifests[1].features == (4, 8)
+    table = read_shard(old, 0)
+    assert table.num_rows == manifests[0].rows == 4 * 8
+    assert rows_sha256(table) == SHARD_0_ROWS_SHA256
+
+
+def test_todays_code_makes_the_same_dataset(old, tmp_path):
+    cfg = resolve(ExtractConfig(dest=str(tmp_path / "new"), **CONFIG))
+    plan = plan_extraction(cfg)
+    assert plan.fingerprint == FINGERPRINT == dataset_record(old).fingerprint
+    destination = prepare_destination(cfg, plan)
+    cfg = resolve_compile(cfg.model_copy(update={"dest": destination.url}), 0)
+    for shard in plan.shards:
+        extract_shard(cfg, shard, plan.record, show_progress=False)
+        new, before = read_shard(Location.open(cfg.dest), shard.index), read_shard(old, shard.index)
+        for key in ("feature_id", "question_id", "span", "layer", "head"):
+            assert new[key].equals(before[key])
+        np.testing.assert_allclose(embedding_matrix(new), embedding_matrix(before), rtol=2e-3, atol=1e-3)
+        for name in dataset_record(old).statistics:
+            np.testing.assert_allclose(new[name].to_numpy(), before[name].to_numpy(), rtol=1e-4, atol=1e-6)
