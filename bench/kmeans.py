@@ -21,6 +21,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from tasks.cluster.cpu import CpuBackend
 from tasks.cluster.dask_cluster import dask_cluster
+from tasks.cluster.reducer import fit_reducer
 from tasks.config import ClusterConfig
 
 LATENT = 128  # embeddings of attention maps are low-rank: most variance lies in a small subspace
@@ -80,7 +81,13 @@ def main() -> None:
 
         backend = CpuBackend(client)
         started = time.perf_counter()
-        reduced, ratio = backend.reduce(parts, sizes, args.components, False, args.seed, args.fit_rows)
+        chosen = np.sort(np.random.RandomState(args.seed).choice(args.rows, args.fit_rows, replace=False))
+        starts = np.cumsum([0, *sizes])
+        picks = [chosen[(chosen >= a) & (chosen < b)] - a for a, b in zip(starts[:-1], starts[1:])]
+        reducer = fit_reducer(np.concatenate(client.gather(client.map(np.take, parts, picks, [0] * len(parts)))),
+                              args.components, False, args.seed)
+        reduced = np.concatenate(client.gather(client.map(reducer.transform, parts)))
+        ratio = reducer.explained_variance_ratio
         fit = backend.kmeans(reduced, [args.k], args.seed)[0]
         ours_seconds = time.perf_counter() - started
 

@@ -19,6 +19,7 @@ from tasks.cli import config_from_args, run_or_exit
 from tasks.cluster.backend import ClusterBackend
 from tasks.cluster.cpu import CpuBackend
 from tasks.cluster.dask_cluster import dask_cluster
+from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.run import ClusteringRun, run_clustering
 from tasks.cluster.sample import Sample, SampleSpec, load_sample, select_manifests
 from tasks.config import ClusterConfig
@@ -34,14 +35,16 @@ from tasks.storage.records import DatasetRecord, Manifest
 
 
 @task(name="load-sample", cache_policy=NO_CACHE)
-def load_sample_task(client, config: ClusterConfig, dataset: Location, manifests: list[Manifest]) -> Sample:
+def load_sample_task(client, config: ClusterConfig, dataset: Location, record: DatasetRecord,
+                     manifests: list[Manifest], budget: MemoryBudget) -> Sample:
     spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
-    return load_sample(client, dataset, manifests, spec, config.on_bad_shard)
+    return load_sample(client, dataset, manifests, spec, config.pca_components, config.standardize,
+                       config.pca_fit_rows, record.encoder.dim, budget, config.on_bad_shard)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
-def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig):
-    return run_clustering(backend, sample, config)
+def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig, budget: MemoryBudget):
+    return run_clustering(backend, sample, config, budget)
 
 
 def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path, sections: list[Section]) -> None:
@@ -90,24 +93,26 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     manifests = select_manifests(dataset, record, config.shards)
     with dask_cluster(config.scheduler, config.backend, config.n_workers) as compute:
         log.info("compute: %s", compute.description)
+        budget = MemoryBudget.of(config.memory_budget, len(compute.client.nthreads()) + 1)
         if compute.gpu:
             from tasks.cluster.gpu import GpuBackend
 
             backend = GpuBackend(compute.client)
         else:
             backend = CpuBackend(compute.client)
-        sample = load_sample_task(compute.client, config, dataset, manifests)
+        sample = load_sample_task(compute.client, config, dataset, record, manifests, budget)
         for shard, reason in sample.skipped.items():
             log.warning("shard %d skipped: %s", shard, reason)
-        log.info("sample: %d rows of %d shards", len(sample.rows), len(manifests) - len(sample.skipped))
-        reduced, run = cluster_task(backend, sample, config)
-    context = RunContext(
-        dataset=config.dataset, fingerprint=record.fingerprint, model=record.model.model,
-        shards=[m.shard for m in manifests if m.shard not in sample.skipped],
-        skipped_shards={str(k): v for k, v in sample.skipped.items()}, compute=compute.description,
-        backend=backend.name, sample=SampleRecord(mode=config.sample, features_per_shard=config.features_per_shard,
-                                                  fraction=config.fraction, seed=config.seed))
-    report, summary = report_task(config, record, sample, reduced, run, context)
+        log.info("sample: %d rows of %d shards, %.2f GB read for %.2f GB selected", len(sample.rows),
+                 len(sample.part_shards), sample.bytes_read / 2**30, sample.bytes_selected / 2**30)
+        reduced, run = cluster_task(backend, sample, config, budget)
+        context = RunContext(
+            dataset=config.dataset, fingerprint=record.fingerprint, model=record.model.model,
+            shards=sample.part_shards, skipped_shards={str(k): v for k, v in sample.skipped.items()},
+            compute=compute.description, backend=backend.name, memory_budget_gb=round(budget.bytes / 2**30, 2),
+            sample=SampleRecord(mode=config.sample, features_per_shard=config.features_per_shard,
+                                fraction=config.fraction, seed=config.seed))
+        report, summary = report_task(config, record, sample, reduced, run, context)  # labels come from the workers
     log.info("report: %s", report)
     return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 

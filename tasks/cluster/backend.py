@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from tasks.cluster.dbscan import DensitySettings
+
 
 @dataclass
 class KMeansFit:
@@ -19,19 +21,19 @@ class KMeansFit:
 class ClusterBackend(Protocol):
     name: str
 
-    def reduce(self, parts: list, part_rows: list[int], n_components: int, standardize: bool, seed: int,
-               fit_rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """PCA projection (n, n_components) of the vectors held on the workers as `parts` (optionally
-        standardised first), and the explained variance ratio of each component."""
-
     def kmeans(self, X: np.ndarray, ks: Sequence[int], seed: int) -> list[KMeansFit]:
-        """One KMeans fit per k (run side by side where the backend can)."""
+        """One KMeans fit per k over every row of X (run side by side where the backend can)."""
 
-    def dbscan(self, X: np.ndarray, cells: Sequence[tuple[float, int]]) -> list[np.ndarray]:
-        """DBSCAN labels (noise = -1) for each (eps, min_samples) cell."""
+    def dbscan(self, X: np.ndarray, cells: Sequence[tuple[float, int]], settings: DensitySettings
+               ) -> list[tuple[np.ndarray, dict]]:
+        """DBSCAN labels (noise = -1) for each (eps, min_samples) cell, with the record of the method that ran."""
 
-    def kth_neighbour_distance(self, X: np.ndarray, k: int) -> np.ndarray:
-        """Distance of every point to its k-th nearest neighbour (itself counted first, as DBSCAN counts)."""
+    def dbscan_agreement(self, X: np.ndarray, cell: tuple[float, int], settings: DensitySettings) -> dict:
+        """How DBSCAN++ at the run's core-sample ratio agrees with exact DBSCAN, on a seeded subsample of X
+        small enough for the exact method."""
+
+    def kth_neighbour_distance(self, queries: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
+        """Distance of each query row to its k-th nearest row of X (itself counted first, as DBSCAN counts)."""
 
     def silhouette(self, X: np.ndarray, labels: np.ndarray) -> float:
         """Silhouette score of the points."""

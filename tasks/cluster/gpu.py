@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from tasks.cluster.backend import KMeansFit
+from tasks.cluster.dbscan import agreement_on_subsample, settled_grid
 
 
 def _numpy(array) -> np.ndarray:
@@ -17,12 +18,11 @@ def _numpy(array) -> np.ndarray:
     return array.get() if hasattr(array, "get") else np.asarray(array)
 
 
-def _kth_distance_job(X: np.ndarray, k: int) -> np.ndarray:
+def _kth_distance_job(queries: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
     import cupy as cp
     from cuml.neighbors import NearestNeighbors
 
-    points = cp.asarray(X)
-    distances, _ = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(points)
+    distances, _ = NearestNeighbors(n_neighbors=k).fit(cp.asarray(X)).kneighbors(cp.asarray(queries))
     return _numpy(distances[:, -1])
 
 
@@ -55,27 +55,6 @@ class GpuBackend:
     def _one(self, job, *args):
         return self.client.submit(job, *args, pure=False).result()
 
-    def reduce(self, parts, part_rows, n_components, standardize, seed, fit_rows):
-        """cuML's multi-GPU PCA, fitted on every row (`fit_rows` is for the CPU backend), the parts moved to
-        the GPUs where they lie."""
-        import cupy as cp
-        import dask
-        import dask.array as da
-        from cuml.dask.decomposition import PCA
-
-        dim = self.client.submit(np.shape, parts[0]).result()[1]
-        on_gpu = self.client.map(cp.asarray, parts, pure=False)
-        data = da.concatenate([
-            da.from_delayed(dask.delayed(part), shape=(rows, dim), dtype=np.float32, meta=cp.empty((0, dim), np.float32))
-            for part, rows in zip(on_gpu, part_rows)
-        ]).rechunk((math.ceil(sum(part_rows) / self.workers), dim))
-        if standardize:
-            std = data.std(axis=0)
-            data = (data - data.mean(axis=0)) / da.where(std == 0, 1, std)
-        pca = PCA(client=self.client, n_components=n_components)
-        reduced = pca.fit_transform(self.client.persist(data)).compute()
-        return _numpy(reduced).astype(np.float32), _numpy(pca.explained_variance_ratio_)
-
     def kmeans(self, X, ks, seed):
         from cuml.dask.cluster import KMeans
 
@@ -87,19 +66,27 @@ class GpuBackend:
             fits.append(KMeansFit(k, labels, _numpy(model.cluster_centers_)))
         return fits
 
-    def dbscan(self, X, cells):
+    def dbscan(self, X, cells, settings):
+        """cuML's multi-GPU DBSCAN where the rows fit the exact method (it copies the whole input to every
+        worker); beyond, the density module's DBSCAN++ on a worker, the same method as the CPU backend."""
+        if len(X) > settings.exact_rows:
+            return self._one(settled_grid, self.client.scatter(X, hash=False), list(cells), settings)
         from cuml.dask.cluster import DBSCAN
 
-        data = np.ascontiguousarray(X, dtype=np.float32)  # cuML's DBSCAN copies the whole input to each worker
+        data = np.ascontiguousarray(X, dtype=np.float32)
         return [
-            _numpy(DBSCAN(client=self.client, eps=eps, min_samples=min_samples,
-                          max_mbytes_per_batch=self.dbscan_batch_mb).fit_predict(data, out_dtype="int64"))
-            .astype(np.int64)
+            (_numpy(DBSCAN(client=self.client, eps=eps, min_samples=min_samples,
+                           max_mbytes_per_batch=self.dbscan_batch_mb).fit_predict(data, out_dtype="int64"))
+             .astype(np.int64), {"method": "exact (cuML)", "core_sample": None})
             for eps, min_samples in cells
         ]
 
-    def kth_neighbour_distance(self, X, k):
-        return self._one(_kth_distance_job, self.client.scatter(X, hash=False), k)
+    def dbscan_agreement(self, X, cell, settings):
+        return self._one(agreement_on_subsample, self.client.scatter(X, hash=False), cell, settings)
+
+    def kth_neighbour_distance(self, queries, X, k):
+        return self._one(_kth_distance_job, self.client.scatter(queries, hash=False),
+                         self.client.scatter(X, hash=False), k)
 
     def silhouette(self, X, labels):
         return self._one(_silhouette_job, self.client.scatter(X, hash=False), labels)

@@ -15,6 +15,15 @@ def _distances(X: np.ndarray, labels: np.ndarray, centres: np.ndarray, chunk: in
     ])
 
 
+def nearest_centre(X: np.ndarray, centres: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """Label of the nearest centre of each row (int64), a chunk of rows at a time."""
+    squared = (centres.astype(np.float64) ** 2).sum(1)
+    return np.concatenate([
+        np.argmin(squared - 2 * X[i:i + chunk].astype(np.float64) @ centres.T.astype(np.float64), axis=1)
+        for i in range(0, len(X), chunk)
+    ]).astype(np.int64) if len(X) else np.zeros(0, np.int64)
+
+
 def inertia(X: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> float:
     """Sum of squared distances of points to their cluster's centre."""
     return float((_distances(X, labels, centres) ** 2).sum())

@@ -1,7 +1,13 @@
-"""The rows to cluster: published shards read on Dask workers, sampled, keys kept beside their vectors."""
+"""The rows to cluster: published shards read on the Dask workers, only the selected row groups and rows, each
+projected on PCA components as soon as it is read; the keys stay beside their vectors.
+
+Two passes: the PCA is fitted on a seeded sample of `fit_rows` rows drawn from a seeded choice of row groups,
+then every selected row group is read, checked and projected where it is read. No process ever holds a shard's
+embeddings, only a row group's."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,48 +16,70 @@ import pandas as pd
 import pyarrow as pa
 from distributed import wait
 
+from tasks.cluster.reducer import Reducer, fit_reducer
+from tasks.cluster.resources import MemoryBudget, timed
 from tasks.errors import InputError
 from tasks.storage.faults import retrying
 from tasks.storage.location import Location
+from tasks.storage.reading import BytesRead, read_rows
 from tasks.storage.records import DatasetRecord, Manifest
 from tasks.storage.rows import embedding_matrix
-from tasks.storage.shards import ShardError, published_manifests, read_shard
+from tasks.storage.shards import ShardError, published_manifests
 
 KEYS = ("feature_id", "question_id", "span", "layer", "head")
+FIT_GROUP_ROWS = 4  # the fit sample is drawn from row groups holding this many times its rows
+FIT_OVERSAMPLE = 1.2  # rows drawn over fit_rows, so that the seeded draw has enough to cut it to fit_rows exactly
 
 
 @dataclass(frozen=True)
 class SampleSpec:
-    """How rows are chosen: the first `features_per_shard` features of each shard (the original's choice,
-    which keeps each context's windows together), or a seeded random `fraction` of all rows."""
+    """Which rows: every row ('all'), the first `features_per_shard` features of each shard ('first', the
+    original's choice, which keeps each context's windows together; all features where None), or a seeded
+    random `fraction` of rows ('random')."""
 
-    mode: Literal["first", "random"] = "first"
+    mode: Literal["first", "random", "all"] = "first"
     features_per_shard: int | None = None
     fraction: float = 1.0
     seed: int = 0
 
+    def feature_stop(self, manifest: Manifest) -> int | None:
+        """Features at or past this id are not read (None: no bound)."""
+        if self.mode != "first" or self.features_per_shard is None:
+            return None
+        return manifest.features[0] + self.features_per_shard
+
+    def selected_rows(self, manifest: Manifest, features: tuple[int, int] | None = None) -> int:
+        """How many rows of the shard's feature range `features` (all of it where None) the sample takes
+        (expected, for 'random')."""
+        start, stop = features or manifest.features
+        per_feature = manifest.rows // max(manifest.features[1] - manifest.features[0], 1)
+        bound = self.feature_stop(manifest)
+        taken = max(0, (stop if bound is None else min(stop, bound)) - start)
+        return int(taken * per_feature * (self.fraction if self.mode == "random" else 1))
+
 
 @dataclass
 class Sample:
-    """The sampled rows' keys and per-head statistics, here, and their vectors, left on the Dask workers as
-    one float32 (rows, dim) array per shard: row i of `rows` is row i of the parts laid end to end."""
+    """The sampled rows: here, their feature, layer, head and statistics (`rows`) and their PCA projection
+    (`reduced`), row for row; on the workers, each shard's full keys (question ids, spans), for the labels."""
 
     rows: pd.DataFrame
-    parts: list  # distributed.Future of np.ndarray, in row order
+    reduced: np.ndarray
+    reducer: Reducer
+    key_parts: list  # distributed.Future of pa.Table (KEYS), one per shard read, in row order
+    part_shards: list[int]
     part_rows: list[int]
     dim: int
+    fit_rows: int
+    bytes_read: int
+    bytes_selected: int
     skipped: dict[int, str] = field(default_factory=dict)  # shard index -> why it was left out
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
 
-    @classmethod
-    def scatter(cls, client, rows: pd.DataFrame, vectors: np.ndarray, n_parts: int = 2) -> Sample:
-        """A sample from arrays held here (small data, tests)."""
-        blocks = np.array_split(vectors.astype(np.float32), n_parts)
-        return cls(rows.reset_index(drop=True), client.scatter(blocks, hash=False), [len(b) for b in blocks],
-                   vectors.shape[1])
-
-    def gather(self, client) -> np.ndarray:
-        """All vectors here (small data only)."""
-        return np.concatenate(client.gather(self.parts))
+    def key_tables(self) -> Iterator[pa.Table]:
+        """Each part's keys, fetched from the workers one at a time."""
+        for part in self.key_parts:
+            yield part.result()
 
 
 def select_manifests(dataset: Location, record: DatasetRecord, shards: list[int] | None) -> list[Manifest]:
@@ -66,8 +94,9 @@ def select_manifests(dataset: Location, record: DatasetRecord, shards: list[int]
     return [published[s] for s in wanted]
 
 
-def _uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int) -> np.ndarray:
-    """A number in [0, 1) per row from (feature_id, layer, head, seed): splitmix64, independent of row order."""
+def uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per row from (feature_id, layer, head, seed): splitmix64, independent of row order and
+    of how rows are split into shards."""
     with np.errstate(over="ignore"):
         z = (feature_id.astype(np.uint64) << np.uint64(20)) ^ (layer.astype(np.uint64) << np.uint64(10))
         z = z ^ head.astype(np.uint64) ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
@@ -77,54 +106,148 @@ def _uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: 
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def row_mask(table: pa.Table, manifest: Manifest, spec: SampleSpec) -> np.ndarray:
-    """Which rows of a shard the sample keeps."""
-    feature_id = table["feature_id"].to_numpy()
-    if spec.mode == "first":
-        if spec.features_per_shard is None:
-            return np.ones(len(feature_id), dtype=bool)
-        return feature_id < manifest.features[0] + spec.features_per_shard
-    return _uniform(feature_id, table["layer"].to_numpy(), table["head"].to_numpy(), spec.seed) < spec.fraction
+def _uniform_of(table: pa.Table, seed: int) -> np.ndarray:
+    return uniform(table["feature_id"].to_numpy(), table["layer"].to_numpy(), table["head"].to_numpy(), seed)
 
 
-def read_sampled_shard(dataset: Location, manifest: Manifest, spec: SampleSpec) -> tuple[pa.Table, np.ndarray]:
-    """One shard's sampled rows (verified against its manifest): keys and statistics, and float32 vectors.
-    Runs on a Dask worker."""
-    table = retrying(read_shard, dataset, manifest.shard)
-    table = table.filter(pa.array(row_mask(table, manifest, spec)))
-    return table.drop_columns(["embedding"]), embedding_matrix(table)
+def _sampled(table: pa.Table, spec: SampleSpec) -> pa.Table:
+    if spec.mode != "random":
+        return table
+    return table.filter(pa.array(_uniform_of(table, spec.seed) < spec.fraction))
 
 
-def _keys(part: tuple[pa.Table, np.ndarray]) -> pa.Table:
-    return part[0]
+def _fit_job(dataset: Location, manifest: Manifest, groups: list[int] | None, spec: SampleSpec, share: float
+             ) -> np.ndarray:
+    """A seeded `share` of the sampled rows of some row groups of a shard (all where None), as float32 vectors."""
+    vectors = []
+    for table in read_rows(dataset, manifest, spec.feature_stop(manifest), row_groups=groups):
+        table = _sampled(table, spec)
+        keep = _uniform_of(table, spec.seed + 1) < share
+        vectors.append(embedding_matrix(table.filter(pa.array(keep))))
+    return np.concatenate(vectors)
 
 
-def _vectors(part: tuple[pa.Table, np.ndarray]) -> np.ndarray:
+def _project_job(dataset: Location, manifest: Manifest, spec: SampleSpec, reducer: Reducer
+                 ) -> tuple[pa.Table, pa.Table, np.ndarray, int]:
+    """One shard's sampled rows, read a row group at a time and projected: (keys, feature/layer/head and
+    statistics, reduced vectors, bytes read)."""
+    counter = BytesRead()
+    keys, numbers, reduced = [], [], []
+    for table in read_rows(dataset, manifest, spec.feature_stop(manifest), counter=counter):
+        table = _sampled(table, spec)
+        reduced.append(reducer.transform(embedding_matrix(table)))
+        keys.append(table.select(list(KEYS)))
+        numbers.append(table.drop_columns(["embedding", "question_id", "span"]))
+    return pa.concat_tables(keys), pa.concat_tables(numbers), np.concatenate(reduced), counter.count
+
+
+def _fit_groups(manifests: list[Manifest], spec: SampleSpec, fit_rows: int
+                ) -> tuple[dict[int, list[int] | None], float]:
+    """A seeded choice of row groups holding about FIT_GROUP_ROWS x fit_rows sampled rows, by shard (None: the
+    whole shard, for format 1), and the share of their rows the fit sample takes."""
+    groups = []
+    for manifest in manifests:
+        if manifest.row_groups is None:
+            groups.append((manifest.shard, None, spec.selected_rows(manifest)))
+            continue
+        groups += [(manifest.shard, i, rows) for i, group in enumerate(manifest.row_groups)
+                   if (rows := spec.selected_rows(manifest, group.features))]
+    order = np.random.RandomState(spec.seed).permutation(len(groups))
+    chosen: dict[int, list[int] | None] = {}
+    total = 0.0
+    for i in order:
+        shard, group, rows = groups[i]
+        if group is None:
+            chosen[shard] = None
+        else:
+            chosen.setdefault(shard, []).append(group)
+        total += rows
+        if total >= FIT_GROUP_ROWS * fit_rows:
+            break
+    share = min(1.0, FIT_OVERSAMPLE * fit_rows / max(total, 1))
+    return {shard: sorted(g) if g is not None else None for shard, g in chosen.items()}, share
+
+
+def _numbers(part: tuple) -> pa.Table:
     return part[1]
 
 
-def load_sample(client, dataset: Location, manifests: list[Manifest], spec: SampleSpec, on_bad_shard: str = "fail"
-                ) -> Sample:
-    """Reads the shards in parallel on the workers, each checked against its manifest; keys come here, vectors
-    stay there. A missing or corrupt shard fails the run, or with on_bad_shard 'skip' is left out and named."""
-    read = client.map(read_sampled_shard, [dataset] * len(manifests), manifests, [spec] * len(manifests),
-                      pure=False)
-    wait(read)
-    shards, skipped = [], {}
-    for manifest, future in zip(manifests, read):
+def _reduced(part: tuple) -> np.ndarray:
+    return part[2]
+
+
+def _keys(part: tuple) -> pa.Table:
+    return part[0]
+
+
+def _bytes(part: tuple) -> int:
+    return part[3]
+
+
+def _gather_or_skip(futures: list, manifests: list[Manifest], on_bad_shard: str,
+                    skipped: dict[int, str]) -> list[tuple[Manifest, object]]:
+    """The futures that finished, with their manifests; a shard that failed with a ShardError is skipped and
+    named where on_bad_shard is 'skip', every other failure is raised."""
+    wait(futures)
+    done = []
+    for manifest, future in zip(manifests, futures):
         if future.status == "error":
             error = future.exception()
             if not (isinstance(error, ShardError) and on_bad_shard == "skip"):
                 raise error
             skipped[manifest.shard] = str(error)
         else:
-            shards.append(future)
-    if not shards:
-        raise InputError(f"{dataset.url}: every shard is unreadable: {skipped}")
-    keys = client.gather(client.map(_keys, shards))
-    vectors = client.map(_vectors, shards)
-    rows = pa.concat_tables(keys).to_pandas()
-    if len(rows) == 0:
+            done.append((manifest, future))
+    return done
+
+
+def _row_group_rows(manifest: Manifest) -> int:
+    return max((g.rows for g in manifest.row_groups), default=0) if manifest.row_groups else manifest.rows
+
+
+def load_sample(client, dataset: Location, manifests: list[Manifest], spec: SampleSpec, components: int,
+                standardize: bool, fit_rows: int, dim: int, budget: MemoryBudget, on_bad_shard: str = "fail"
+                ) -> Sample:
+    """Fits the PCA on a seeded sample of rows, then reads and projects every selected row on the workers.
+    A missing or corrupt shard fails the run, or with on_bad_shard 'skip' is left out and named."""
+    selected = sum(spec.selected_rows(m) for m in manifests)
+    if selected == 0:
         raise InputError(f"{dataset.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
-    dim = client.submit(np.shape, vectors[0]).result()[1]
-    return Sample(rows, vectors, [k.num_rows for k in keys], dim, skipped)
+    largest = max(manifests, key=_row_group_rows)
+    budget.check("sample: reading a row group", _row_group_rows(largest), 3 * _row_group_rows(largest) * dim * 4,
+                 "rows are read a row group at a time (format 2); format 1 shards are read whole")
+    budget.check("sample: PCA fit", fit_rows, 3 * fit_rows * dim * 8, "lower --pca-fit-rows")
+    budget.check("sample: projected rows", selected, selected * (components + 16) * 4 * 2,
+                 "lower --features-per-shard or --fraction, or fewer --pca-components")
+    skipped: dict[int, str] = {}
+    seconds: dict[str, float] = {}
+    with timed(seconds, "sample: PCA fit"):
+        groups, share = _fit_groups(manifests, spec, fit_rows)
+        fitting = [m for m in manifests if m.shard in groups]
+        fits = client.map(retrying, [_fit_job] * len(fitting), [dataset] * len(fitting), fitting,
+                          [groups[m.shard] for m in fitting], [spec] * len(fitting), [share] * len(fitting),
+                          pure=False)
+        vectors = np.concatenate([f.result() for _, f in _gather_or_skip(fits, fitting, on_bad_shard, skipped)])
+        if len(vectors) > fit_rows:
+            vectors = vectors[np.sort(np.random.RandomState(spec.seed).choice(len(vectors), fit_rows, replace=False))]
+        reducer = fit_reducer(vectors, min(components, len(vectors), vectors.shape[1]), standardize, spec.seed)
+    with timed(seconds, "sample: read and project"):
+        readable = [m for m in manifests if m.shard not in skipped]
+        shared = client.scatter(reducer, broadcast=True, hash=False)
+        reads = client.map(retrying, [_project_job] * len(readable), [dataset] * len(readable), readable,
+                           [spec] * len(readable), [shared] * len(readable), pure=False)
+        done = _gather_or_skip(reads, readable, on_bad_shard, skipped)
+        if not done:
+            raise InputError(f"{dataset.url}: every shard is unreadable: {skipped}")
+        parts = [future for _, future in done]
+        numbers = client.gather(client.map(_numbers, parts))
+        rows = pa.concat_tables(numbers).to_pandas()
+        if len(rows) == 0:
+            raise InputError(f"{dataset.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
+        reduced = np.concatenate(client.gather(client.map(_reduced, parts)))
+    return Sample(
+        rows=rows, reduced=reduced, reducer=reducer, key_parts=client.map(_keys, parts),
+        part_shards=[m.shard for m, _ in done], part_rows=[t.num_rows for t in numbers], dim=vectors.shape[1],
+        fit_rows=len(vectors), bytes_read=sum(client.gather(client.map(_bytes, parts))),
+        bytes_selected=sum(m.bytes * spec.selected_rows(m) // m.rows for m, _ in done), skipped=skipped,
+        seconds=seconds)

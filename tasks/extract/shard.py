@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
@@ -22,9 +21,10 @@ from tasks.extract.models import Models, compute_slot, models_for, squad_file
 from tasks.squad.features import Features, ShardPlan, shard_features
 from tasks.storage.faults import is_transient
 from tasks.storage.location import Location
-from tasks.storage.records import DatasetRecord, Manifest
-from tasks.storage.rows import row_schema, rows_table
+from tasks.storage.records import DatasetRecord, Manifest, RowGroupRecord
+from tasks.storage.rows import row_schema
 from tasks.storage.shards import ShardError, publish_shard, shard_name, staging_dir
+from tasks.storage.writer import ShardFileWriter
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,17 @@ def embed_features(batch: Features, models: Models, cfg: ExtractConfig) -> tuple
 
 
 class ShardWriter:
-    """Writes batches of rows to a Parquet file on a background thread (device-to-host copy, Arrow conversion,
-    zstd encoding), so that the device computes the next batch meanwhile. One batch waits at most."""
+    """Writes batches of rows on a background thread (device-to-host copy, Arrow conversion, zstd encoding, row
+    groups of whole features), so that the device computes the next batch meanwhile. One batch waits at most."""
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.file = pq.ParquetWriter(path, schema, compression="zstd")
+        self.file = ShardFileWriter(path, schema)
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
         self.pending: Future | None = None
+        self.row_groups: list[RowGroupRecord] = []
 
     def _write(self, batch: Features, embeddings: torch.Tensor, stats: torch.Tensor) -> None:
-        self.file.write_table(rows_table(self.schema, batch.feature_id, batch.question_id, batch.span,
-                                         embeddings.cpu().numpy(), stats.cpu().numpy()))
+        self.file.write(batch.feature_id, batch.question_id, batch.span, embeddings.cpu().numpy(), stats.cpu().numpy())
 
     def _wait(self) -> None:
         if self.pending is not None:
@@ -84,7 +83,7 @@ class ShardWriter:
                 self._wait()
         finally:
             self.thread.shutdown(wait=True)
-            self.file.close()
+            self.row_groups = self.file.close()
 
 
 def _publish(dest: Location, plan: ShardPlan, local: Path, schema: pa.Schema, rows: int, details: dict) -> Manifest:
@@ -130,6 +129,7 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
             "first_span": plan.first_span,
             "seconds": round(seconds, 3),
             "maps_per_second": round(rows / seconds, 2),
+            "row_groups": writer.row_groups,
         })
     log.info("%s: %d rows published to %s (%.1f maps/s)", shard_name(plan.index), manifest.rows,
              cfg.dest, manifest.maps_per_second)

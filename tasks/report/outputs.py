@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from tasks.cluster.run import ClusteringRun
 from tasks.cluster.sample import Sample
 from tasks.report.html import render_html
 from tasks.report.sections import Section
 from tasks.report.summary import ClusterSummary
-from tasks.report.tables import labels_frame
+from tasks.report.tables import label_parts
 
 
 def write_outputs(out: Path, sample: Sample, run: ClusteringRun, summary: ClusterSummary, sections: list[Section]) -> Path:
@@ -25,7 +26,9 @@ def write_outputs(out: Path, sample: Sample, run: ClusteringRun, summary: Cluste
     staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex}")
     try:
         (staging / "figures").mkdir(parents=True)
-        labels_frame(sample, run.labels).to_parquet(staging / "labels.parquet", index=False)
+        (staging / "labels.parquet").mkdir()
+        for shard, table in label_parts(sample, run.labels):
+            pq.write_table(table, staging / "labels.parquet" / f"part-{shard:06d}.parquet")
         for stem, table in [("k_search", run.k_table), ("dbscan_grid", run.grid),
                             ("pca_variance", pd.DataFrame({"component": np.arange(1, len(run.explained_variance) + 1),
                                                            "explained_variance_ratio": run.explained_variance}))]:

@@ -65,6 +65,18 @@ def clustering_section(name: str, run: ClusteringRun, sample: Sample, reduced: n
                                  per_cluster_means(sample.rows, labels, statistics))], figures)
 
 
+def _dbscan_method(params: dict) -> str:
+    """How DBSCAN ran, and where it was DBSCAN++, how it agrees with exact DBSCAN."""
+    if params["method"] != "dbscan++":
+        return "DBSCAN ran exactly."
+    agreement = params["agreement_with_exact"]
+    return (f"DBSCAN ran as DBSCAN++ with a seeded core sample of {params['core_sample']:,} rows (exact DBSCAN "
+            f"would hold every neighbourhood). On a seeded subsample of {agreement['rows']:,} rows with "
+            f"{agreement['core_sample']:,} core candidates (the same ratio), DBSCAN++ agrees with exact DBSCAN at an "
+            f"adjusted Rand index of {agreement['adjusted_rand']:.3f}; noise {agreement['noise_share']['approximate']:.1%} "
+            f"against {agreement['noise_share']['exact']:.1%}.")
+
+
 def build_sections(run: ClusteringRun, sample: Sample, reduced: np.ndarray, layers: int, heads: int,
                    statistics: list[str], top: int, per_cluster: int, min_samples: int, source: MapSource
                    ) -> list[Section]:
@@ -72,12 +84,15 @@ def build_sections(run: ClusteringRun, sample: Sample, reduced: np.ndarray, laye
     kept = float(np.sum(run.explained_variance))
     sections = [
         Section("PCA", f"{reduced.shape[1]} components keep {kept:.1%} of the variance of the "
-                       f"{sample.dim}-d embeddings; every clustering runs on them.",
+                       f"{sample.dim}-d embeddings (fitted on {sample.fit_rows:,} seeded rows; every one of the "
+                       f"{len(sample.rows):,} rows projected where it was read); every clustering runs on them.",
                 [], [plot_variance(run.explained_variance)]),
         Section("KMeans k search", f"Chosen k = {run.chosen_k}: the {run.params['kmeans']['chosen_by']}.",
                 [("k search", run.k_table)], [plot_k_search(run.k_table, run.chosen_k)]),
-        Section("DBSCAN eps search", f"The knee of the k-distance curve suggests eps = {run.suggested_eps:.4g}; "
-                                     "the grid records every (eps, min_samples) cell.",
+        Section("DBSCAN eps search", f"The knee of the k-distance curve ({len(run.kth_distances):,} seeded rows, "
+                                     "each one's distance to its neighbour among all rows) suggests eps = "
+                                     f"{run.suggested_eps:.4g}; the grid records every (eps, min_samples) cell and "
+                                     f"the method that ran it. {_dbscan_method(run.params['dbscan'])}",
                 [("grid search", run.grid)], [plot_kdistance(run.kth_distances, run.suggested_eps, min_samples),
                                               plot_grid(run.grid)]),
     ]

@@ -46,6 +46,7 @@ class RunContext(BaseModel):
     compute: str
     backend: str
     sample: SampleRecord
+    memory_budget_gb: float
 
 
 class ClusterSummary(RunContext):
@@ -54,7 +55,11 @@ class ClusterSummary(RunContext):
     features: int
     embedding_dim: int
     pca_components: int
+    pca_fit_rows: int
     pca_variance_kept: float
+    bytes_read: int
+    bytes_selected: int
+    seconds: dict[str, float]
     chosen_k: int
     suggested_eps: float
     clusterings: dict[str, ClusteringSummary]
@@ -73,7 +78,8 @@ def summarise(run: ClusteringRun, sample: Sample, reduced: np.ndarray, context: 
                                               unlabelled=sizes.get(NOISE, 0), largest=real[:10])
     return ClusterSummary(
         **context.model_dump(), rows=len(sample.rows), features=int(sample.rows["feature_id"].nunique()),
-        embedding_dim=sample.dim, pca_components=int(reduced.shape[1]),
-        pca_variance_kept=round(float(np.sum(run.explained_variance)), 4), chosen_k=run.chosen_k,
+        embedding_dim=sample.dim, pca_components=int(reduced.shape[1]), pca_fit_rows=sample.fit_rows,
+        pca_variance_kept=round(float(np.sum(run.explained_variance)), 4), bytes_read=sample.bytes_read,
+        bytes_selected=sample.bytes_selected, seconds={**sample.seconds, **run.seconds}, chosen_k=run.chosen_k,
         suggested_eps=run.suggested_eps, clusterings=clusterings,
     )

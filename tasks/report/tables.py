@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from tasks.cluster.labels import cluster_sizes
-from tasks.cluster.sample import KEYS, Sample
+from tasks.cluster.sample import Sample
 
 
-def labels_frame(sample: Sample, labels: dict[str, np.ndarray]) -> pd.DataFrame:
-    """The sample's keys with one label column per clustering, row for row."""
-    frame = sample.rows[list(KEYS)].copy()
-    for name, values in labels.items():
-        frame[name] = values
-    return frame
+def label_parts(sample: Sample, labels: dict[str, np.ndarray]) -> Iterator[tuple[int, pa.Table]]:
+    """(shard, table) for each shard read: its rows' keys (feature, question, span, layer, head) with one label
+    column per clustering, row for row; the keys are fetched from the workers a shard at a time."""
+    start = 0
+    for shard, rows, keys in zip(sample.part_shards, sample.part_rows, sample.key_tables()):
+        for name, values in labels.items():
+            keys = keys.append_column(name, pa.array(values[start:start + rows]))
+        start += rows
+        yield shard, keys
 
 
 def sizes_table(labels: np.ndarray) -> pd.DataFrame:

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tasks.errors import InputError
 
-FORMAT = "squad-attention-atlas/1"
-READABLE_FORMATS = (FORMAT,)
+FORMAT = "squad-attention-atlas/2"  # 2: row groups of whole features, page checksums, footer sha256
+READABLE_FORMATS = ("squad-attention-atlas/1", FORMAT)
 
 
 class RecordError(InputError):
@@ -96,6 +96,13 @@ class DatasetRecord(_Record):
         return record
 
 
+class RowGroupRecord(_Record):
+    """One row group of a shard's Parquet file: the features it holds and its rows."""
+
+    features: tuple[int, int]  # feature ids [start, stop)
+    rows: int
+
+
 class Manifest(_Record):
     """A published shard's manifest: the marker that the shard is complete, and what to check it against."""
 
@@ -111,3 +118,5 @@ class Manifest(_Record):
     first_span: int
     seconds: float
     maps_per_second: float
+    row_groups: list[RowGroupRecord] | None = None  # format 2: read selectively, pages checked by CRC
+    footer_sha256: str | None = None  # format 2: the Parquet footer, checked at every read

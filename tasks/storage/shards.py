@@ -1,4 +1,4 @@
-"""Shards: staged locally, verified, published (the Parquet file first, its manifest last), listed and read.
+"""Shards: staged locally, verified, published (the Parquet file first, its manifest last) and listed.
 
 A shard is published in two steps: the Parquet file appears whole under its final name (a rename on local
 disk, a single object write on object stores), then its manifest is written. The manifest is the marker of a
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from tasks.errors import InputError
 from tasks.storage.location import Location
 from tasks.storage.records import Manifest
+from tasks.storage.writer import footer_sha256
 
 
 class ShardError(InputError):
@@ -75,7 +76,7 @@ def publish_shard(dest: Location, index: int, local: Path, schema: pa.Schema, ex
         raise ShardError(f"{local}: schema differs from the dataset's row schema")
     name = shard_name(index)
     manifest = Manifest(**details, shard=index, file=f"{name}.parquet", rows=expected_rows,
-                        bytes=local.stat().st_size, sha256=_sha256(local),
+                        bytes=local.stat().st_size, sha256=_sha256(local), footer_sha256=footer_sha256(local),
                         published=datetime.now(timezone.utc).isoformat())
     if dest.is_local:
         os.replace(local, dest.path(manifest.file))
@@ -103,21 +104,3 @@ def published_manifests(dest: Location, fingerprint: str) -> dict[int, Manifest]
         if manifest is not None and manifest.fingerprint == fingerprint:
             manifests[manifest.shard] = manifest
     return manifests
-
-
-def read_shard(dest: Location, index: int, verify: bool = True) -> pa.Table:
-    """A published shard as an Arrow table, checked against its manifest (row count and sha256)."""
-    name = shard_name(index)
-    manifest = read_manifest(dest, f"{name}.json")
-    if manifest is None:
-        raise ShardError(f"{dest.url}: {name} is not published (no manifest)")
-    try:
-        data = dest.fs.cat_file(dest.path(manifest.file))
-    except FileNotFoundError as exc:
-        raise ShardError(f"{dest.url}: {manifest.file} is missing") from exc
-    if verify and hashlib.sha256(data).hexdigest() != manifest.sha256:
-        raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest's sha256")
-    table = pq.read_table(pa.BufferReader(data))
-    if table.num_rows != manifest.rows:
-        raise ShardError(f"{dest.url}: {manifest.file} has {table.num_rows} rows, manifest says {manifest.rows}")
-    return table

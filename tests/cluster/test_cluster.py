@@ -11,10 +11,19 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-from tasks.cluster.cpu import CpuBackend, fit_rows_of, kmeans_fit
+from tasks.cluster.cpu import CpuBackend, kmeans_fit
 from tasks.cluster.dask_cluster import choose_backend, dask_cluster
+from tasks.cluster.dbscan import DensitySettings
 from tasks.cluster.labels import NOISE, inertia
-from tasks.cluster.run import dbscan_grid, k_search, recluster_largest, suggest_eps
+from tasks.cluster.reducer import fit_reducer
+from tasks.cluster.run import dbscan_grid, k_search, kmeans_fits, recluster_largest, suggest_eps
+
+EXACT = DensitySettings(budget_bytes=2**30, exact_rows=10_000, core_sample=1_000, seed=0)
+
+
+def same_partition(labels: np.ndarray, expected: np.ndarray) -> bool:
+    """The same clusters and the same noise, whatever the cluster numbers (ours are by decreasing size)."""
+    return bool(((labels == NOISE) == (expected == NOISE)).all() and adjusted_rand_score(expected, labels) == 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +39,15 @@ def blobs():
     return X.astype(np.float32), truth
 
 
-def test_pca_equals_scikit_learn_fitted_on_the_same_rows(backend, blobs):
+def test_the_reducer_equals_scikit_learn_pca_on_the_same_rows(blobs):
     X, _ = blobs
-    parts = backend.client.scatter([X[:250], X[250:]], hash=False)
-    for fit_rows, standardize in [(1000, False), (200, False), (200, True)]:
-        reduced, ratio = backend.reduce(parts, [250, 350], 5, standardize, seed=1, fit_rows=fit_rows)
-        rows = np.concatenate([r + start for r, start in zip(fit_rows_of([250, 350], fit_rows, 1), (0, 250))])
-        assert len(rows) == min(fit_rows, 600) and len(np.unique(rows)) == len(rows)
-        if fit_rows < 600:
-            expected_rows = np.sort(np.random.RandomState(1).choice(600, fit_rows, replace=False))
-            assert (rows == expected_rows).all()
-        scaler = StandardScaler().fit(X[rows]) if standardize else None
+    for standardize in (False, True):
+        reducer = fit_reducer(X[:200], 5, standardize, seed=1)
+        scaler = StandardScaler().fit(X[:200]) if standardize else None
         prepare = scaler.transform if scaler else (lambda a: a)
-        reference = PCA(n_components=5, svd_solver="randomized", iterated_power=4, random_state=1).fit(prepare(X[rows]))
-        np.testing.assert_allclose(reduced, reference.transform(prepare(X)), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(ratio, reference.explained_variance_ratio_, rtol=1e-5)
+        reference = PCA(n_components=5, svd_solver="randomized", iterated_power=4, random_state=1).fit(prepare(X[:200]))
+        np.testing.assert_allclose(reducer.transform(X), reference.transform(prepare(X)), rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(reducer.explained_variance_ratio, reference.explained_variance_ratio_, rtol=1e-5)
 
 
 def test_kmeans_equals_scikit_learn_for_the_same_seed(backend, blobs):
@@ -71,16 +74,17 @@ def test_kmeans_on_many_rows_seeds_on_a_seeded_subsample(blobs):
 
 def test_dbscan_and_k_distance_equal_scikit_learn(backend, blobs):
     X, _ = blobs
-    labels = backend.dbscan(X, [(2.0, 5), (1.0, 10)])
-    assert (labels[0] == DBSCAN(eps=2.0, min_samples=5).fit_predict(X)).all()
-    assert (labels[1] == DBSCAN(eps=1.0, min_samples=10).fit_predict(X)).all()
-    distances, _ = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X)
-    np.testing.assert_allclose(backend.kth_neighbour_distance(X, 10), distances[:, -1], rtol=1e-6)
+    results = backend.dbscan(X, [(2.0, 5), (1.0, 10)], EXACT)
+    assert same_partition(results[0][0], DBSCAN(eps=2.0, min_samples=5).fit_predict(X))
+    assert same_partition(results[1][0], DBSCAN(eps=1.0, min_samples=10).fit_predict(X))
+    assert results[0][1]["method"] == "exact"
+    distances, _ = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X[:50])
+    np.testing.assert_allclose(backend.kth_neighbour_distance(X[:50], X, 10), distances[:, -1], rtol=1e-5)
 
 
 def test_k_search_records_every_k_and_chooses_by_silhouette(backend, blobs):
     X, truth = blobs
-    table, fits, chosen = k_search(backend, X, range(2, 8), seed=0, silhouette_sample=300)
+    table, fits, chosen = k_search(backend, X, range(2, 8), seed=0, silhouette_sample=300, max_rows=10_000)
     assert table["k"].tolist() == list(range(2, 8))
     rows = np.random.RandomState(0).permutation(len(X))[:300]
     for _, row in table.iterrows():
@@ -100,19 +104,19 @@ def test_eps_suggestion_is_the_knee_of_the_curve():
 
 def test_dbscan_grid_is_complete_and_each_cell_matches_scikit_learn(backend, blobs):
     X, _ = blobs
-    grid, labels = dbscan_grid(backend, X, [0.8, 1.5, 3.0], [5, 15])
+    grid, cells = dbscan_grid(backend, X, [0.8, 1.5, 3.0], [5, 15], EXACT)
     assert len(grid) == 6 and set(zip(grid.eps, grid.min_samples)) == {(e, m) for e in (0.8, 1.5, 3.0) for m in (5, 15)}
     for _, row in grid.iterrows():
         expected = DBSCAN(eps=row.eps, min_samples=row.min_samples).fit_predict(X)
         assert row.clusters == len(set(expected) - {NOISE}) and row.noise == (expected == NOISE).sum()
-        assert (labels[(row.eps, row.min_samples)] == expected).all()
+        assert same_partition(cells[(row.eps, row.min_samples)][0], expected) and row.method == "exact"
         assert sum(__import__("json").loads(row.sizes)) + row.noise == len(X)
 
 
 def test_recluster_largest_nests_and_equals_scikit_learn_on_the_subset(backend, blobs):
     X, _ = blobs
     top = backend.kmeans(X, [2], seed=0)[0].labels
-    levels = recluster_largest(backend, X, top, k=3, depth=2, seed=0)
+    levels = recluster_largest(backend, X, top, k=3, depth=2, seed=0, max_rows=10_000)
     assert len(levels) == 2
     largest = np.bincount(top).argmax()
     inside = top == largest
@@ -134,14 +138,22 @@ def test_gpu_backend_asked_for_without_gpu_is_an_error():
         choose_backend("gpu", 0)
 
 
+def test_kmeans_above_its_row_cap_fits_a_seeded_subsample_and_labels_every_row(backend, blobs):
+    X, truth = blobs
+    capped = kmeans_fits(backend, X, [4], seed=0, max_rows=200)[0]
+    rows = np.sort(np.random.RandomState(0).choice(len(X), 200, replace=False))
+    reference = KMeans(n_clusters=4, random_state=0, n_init=1).fit(X[rows])
+    np.testing.assert_allclose(capped.centres, reference.cluster_centers_, rtol=1e-5)
+    assert (capped.labels == reference.predict(X)).all() and adjusted_rand_score(truth, capped.labels) > 0.99
+
+
 def test_gpu_backend_runs_up_to_the_gpu_call(backend, blobs):
     """Without RAPIDS the GPU backend imports and reaches its first GPU library call, then stops there."""
     from tasks.cluster.gpu import GpuBackend
 
     gpu = GpuBackend(backend.client)
     assert gpu.workers == 2
-    parts = backend.client.scatter([blobs[0]], hash=False)
-    for call in (lambda: gpu.reduce(parts, [600], 3, False, 0, 100), lambda: gpu.kmeans(blobs[0], [2], 0),
-                 lambda: gpu.dbscan(blobs[0], [(1.0, 5)])):
+    for call in (lambda: gpu.kmeans(blobs[0], [2], 0), lambda: gpu.dbscan(blobs[0], [(1.0, 5)], EXACT),
+                 lambda: gpu.kth_neighbour_distance(blobs[0][:5], blobs[0], 3)):
         with pytest.raises(ModuleNotFoundError, match="cuml|cupy"):
             call()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from records import shard_details, synthetic_record
@@ -17,27 +19,29 @@ from flows.cluster import cluster
 from flows.full import full
 from tasks.cluster.cpu import CpuBackend
 from tasks.cluster.dask_cluster import dask_cluster
+from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.run import run_clustering
 from tasks.cluster.sample import (
-    Sample,
     SampleSpec,
     load_sample,
     select_manifests,
 )
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.errors import InputError
-from tasks.report.tables import labels_frame
 from tasks.storage.dataset import dataset_record, ensure_dataset_record
 from tasks.storage.location import Location
-from tasks.storage.rows import row_schema, rows_table
+from tasks.storage.reading import read_shard
+from tasks.storage.rows import embedding_matrix, row_schema, rows_table
 from tasks.storage.shards import ShardError, publish_shard, staging_dir
+from tasks.storage.writer import ShardFileWriter
 
 LAYERS, HEADS, DIM, STATS = 6, 4, 16, ["entropy", "cls_mass"]
 CENTRES = np.random.default_rng(5).normal(size=(3, DIM - 3)) * 10
 
 
-def _write_dataset(path: Path, n_features: int = 60, shard_size: int = 25) -> str:
-    """A dataset whose rows cluster by layer % 3 and whose last 3 dimensions encode (feature, layer, head)."""
+def _write_dataset(path: Path, n_features: int = 60, shard_size: int = 25, format_2: bool = True) -> str:
+    """A dataset whose rows cluster by layer % 3 and whose last 3 dimensions encode (feature, layer, head); its
+    shards in row groups of 4 features (format 2), or as one plain Parquet file (format 1's reading path)."""
     dest = Location.open(str(path))
     ensure_dataset_record(dest, synthetic_record("synthetic", LAYERS, HEADS, STATS, -(-n_features // shard_size)))
     schema = row_schema(DIM, "float32", STATS)
@@ -48,11 +52,16 @@ def _write_dataset(path: Path, n_features: int = 60, shard_size: int = 25) -> st
         vectors = np.hstack([CENTRES[grid[:, 1] % 3] + rng.normal(scale=0.5, size=(len(grid), DIM - 3)),
                              grid * np.array([1e-3, 1e-2, 1e-2])])
         stats = np.stack([grid[:, 1], grid[:, 2]], -1).reshape(len(features), LAYERS, HEADS, 2)
-        table = rows_table(schema, features, [f"q{f}" for f in features], np.zeros(len(features)), vectors, stats)
+        args = (features, [f"q{f}" for f in features], np.zeros(len(features)), vectors, stats)
+        details = shard_details("synthetic", (int(features[0]), int(features[-1]) + 1))
         with staging_dir(dest) as staging:
-            pq.write_table(table, staging / "s.parquet")
-            publish_shard(dest, index, staging / "s.parquet", schema, table.num_rows,
-                          shard_details("synthetic", (int(features[0]), int(features[-1]) + 1)))
+            if format_2:
+                writer = ShardFileWriter(staging / "s.parquet", schema, group_features=4)
+                writer.write(*args)
+                details["row_groups"] = writer.close()
+            else:
+                pq.write_table(rows_table(schema, *args), staging / "s.parquet")
+            publish_shard(dest, index, staging / "s.parquet", schema, len(grid), details)
     return str(path)
 
 
@@ -71,18 +80,46 @@ def _decoded_keys(vectors: np.ndarray) -> np.ndarray:
     return np.round(vectors[:, -3:] / np.array([1e-3, 1e-2, 1e-2])).astype(int)
 
 
-def _sample(client, dataset, spec, shards=None):
+def _sample(client, dataset, spec, shards=None, fit_rows=300):
     location = Location.open(dataset)
-    return load_sample(client, location, select_manifests(location, dataset_record(location), shards), spec)
+    return load_sample(client, location, select_manifests(location, dataset_record(location), shards), spec,
+                       components=5, standardize=False, fit_rows=fit_rows, dim=DIM, budget=MemoryBudget(2**30))
 
 
-@pytest.mark.parametrize("spec", [SampleSpec("first", None), SampleSpec("first", 4), SampleSpec("random", fraction=0.3, seed=2)])
-def test_every_sampled_vector_stays_with_its_keys(client, dataset, spec):
+def _raw_vectors(dataset: str) -> dict[tuple[int, int, int], np.ndarray]:
+    """Every row's stored vector by (feature, layer, head)."""
+    location = Location.open(dataset)
+    tables = [read_shard(location, i) for i in range(3)]
+    vectors = np.concatenate([embedding_matrix(t) for t in tables])
+    keys = np.concatenate([np.stack([t[c].to_numpy() for c in ("feature_id", "layer", "head")], 1) for t in tables])
+    return {tuple(k): v for k, v in zip(keys.tolist(), vectors)}
+
+
+@pytest.mark.parametrize("spec", [SampleSpec("first", None), SampleSpec("first", 4), SampleSpec("random", fraction=0.3, seed=2),
+                                  SampleSpec("all")])
+def test_every_projected_vector_stays_with_its_keys(client, dataset, spec):
     sample = _sample(client, dataset, spec)
     keys = sample.rows[["feature_id", "layer", "head"]].to_numpy()
-    assert sample.dim == DIM and sum(sample.part_rows) == len(sample.rows)
-    assert (_decoded_keys(sample.gather(client)) == keys).all()
+    assert sample.dim == DIM and sum(sample.part_rows) == len(sample.rows) == len(sample.reduced)
+    raw = _raw_vectors(dataset)
+    stored = np.stack([raw[tuple(k)] for k in keys.tolist()])
+    assert (_decoded_keys(stored) == keys).all()
+    np.testing.assert_allclose(sample.reduced, sample.reducer.transform(stored), rtol=1e-5, atol=1e-5)
     assert (sample.rows["entropy"] == sample.rows["layer"]).all() and (sample.rows["cls_mass"] == sample.rows["head"]).all()
+    parts = pa.concat_tables(sample.key_tables())
+    assert (np.stack([parts[c].to_numpy() for c in ("feature_id", "layer", "head")], 1) == keys).all()
+
+
+def test_pca_is_fitted_on_a_seeded_sample_of_fit_rows_and_both_formats_read_alike(client, dataset, tmp_path):
+    sample = _sample(client, dataset, SampleSpec("all"), fit_rows=300)
+    assert sample.fit_rows == 300 and len(sample.rows) == 60 * LAYERS * HEADS
+    assert sample.reducer.explained_variance_ratio[:2].sum() > 0.9, "the three layer groups span two components"
+    old = _sample(client, _write_dataset(tmp_path / "format-1", format_2=False), SampleSpec("all"), fit_rows=300)
+    pd.testing.assert_frame_equal(old.rows, sample.rows)
+    selective = _sample(client, dataset, SampleSpec("first", 4))
+    assert selective.bytes_read < 0.3 * sample.bytes_read, "4 of 25 features a shard: one row group of each"
+    whole = _sample(client, str(tmp_path / "format-1"), SampleSpec("first", 4))
+    assert whole.bytes_read >= old.bytes_read * 0.99, "format 1 shards are read whole"
 
 
 def test_first_features_of_each_shard(client, dataset):
@@ -104,19 +141,17 @@ def test_random_fraction_is_seeded_and_independent_of_which_shards_are_read(clie
     assert not other_seed.rows[["feature_id", "layer", "head"]].equals(everything.rows[["feature_id", "layer", "head"]])
 
 
-def test_labels_stay_joined_to_feature_layer_and_head_after_shuffling_and_reclustering(client, dataset):
+def test_clusterings_follow_the_rows_in_any_order(client, dataset):
     sample = _sample(client, dataset, SampleSpec("random", fraction=0.5, seed=1))
     order = np.random.default_rng(9).permutation(len(sample.rows))
-    vectors = sample.gather(client)[order]
-    shuffled = Sample.scatter(client, sample.rows.iloc[order], vectors, n_parts=3)
-    config = ClusterConfig(k=3, pca_components=5, k_max=4, recluster_k=2, min_samples_grid=[5], pca_fit_rows=300)
-    _, run = run_clustering(CpuBackend(client), shuffled, config)
-    labels = labels_frame(shuffled, run.labels)
-    assert (labels[["feature_id", "layer", "head"]].to_numpy() == _decoded_keys(vectors)).all()
-    table = pd.crosstab(labels["kmeans"], labels["layer"] % 3)
+    shuffled = replace(sample, rows=sample.rows.iloc[order].reset_index(drop=True), reduced=sample.reduced[order])
+    config = ClusterConfig(k=3, pca_components=5, k_max=4, recluster_k=2, min_samples_grid=[5])
+    _, run = run_clustering(CpuBackend(client), shuffled, config, MemoryBudget(2**30))
+    table = pd.crosstab(run.labels["kmeans"], shuffled.rows["layer"].to_numpy() % 3)
     assert ((table > 0).sum(axis=1) == 1).all() and ((table > 0).sum(axis=0) == 1).all(), "one cluster per layer group"
-    largest = labels["kmeans"].value_counts().idxmax()
-    assert ((labels["kmeans_r1"] != -1) == (labels["kmeans"] == largest)).all()
+    largest = pd.Series(run.labels["kmeans"]).value_counts().idxmax()
+    assert ((run.labels["kmeans_r1"] != -1) == (run.labels["kmeans"] == largest)).all()
+    assert run.params["dbscan"]["method"] == "exact" and run.params["dbscan"]["knee_sample"] == len(order)
 
 
 def test_bad_dataset_arguments_are_named(client, dataset, tmp_path):
@@ -132,9 +167,10 @@ def test_cluster_flow_writes_every_output(prefect_server, dataset, tmp_path):
                            backend="cpu", min_samples_grid=[5, 10])
     result = cluster(config)
     assert Path(result["report"]) == out / "report.html"
-    for name in ["labels.parquet", "k_search.csv", "k_search.parquet", "dbscan_grid.csv", "dbscan_grid.parquet",
+    for name in ["k_search.csv", "k_search.parquet", "dbscan_grid.csv", "dbscan_grid.parquet",
                  "pca_variance.csv", "centres_kmeans.npy", "centres_kmeans_r1.npy", "summary.json"]:
         assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "labels.parquet").iterdir()) == [f"part-{i:06d}.parquet" for i in range(3)]
     labels = pd.read_parquet(out / "labels.parquet")
     assert list(labels.columns) == ["feature_id", "question_id", "span", "layer", "head", "kmeans", "dbscan", "kmeans_r1"]
     assert len(labels) == 60 * LAYERS * HEADS and not labels.duplicated(["feature_id", "layer", "head"]).any()
@@ -168,13 +204,13 @@ def test_a_corrupt_or_missing_shard_fails_the_run_or_is_skipped_by_name(prefect_
     (broken / "shard-000002.parquet").unlink()
     config = ClusterConfig(dataset=str(broken), out=str(tmp_path / "clusters"), pca_components=5, k_max=4,
                            exemplars=0, n_workers=2, backend="cpu", min_samples_grid=[5])
-    with pytest.raises(ShardError, match=r"shard-00000[12].parquet (does not match its manifest's sha256|is missing)"):
+    with pytest.raises(ShardError, match=r"shard-00000[12].parquet (does not match its manifest|is missing)"):
         cluster(config)
     assert not (tmp_path / "clusters").exists(), "nothing written by a failed run"
     result = cluster(config.model_copy(update={"on_bad_shard": "skip"}))
     summary = json.loads((tmp_path / "clusters" / "summary.json").read_text())
     assert summary["shards"] == [0] == result["summary"]["shards"]
-    assert "does not match its manifest's sha256" in summary["skipped_shards"]["1"]
+    assert "does not match its manifest" in summary["skipped_shards"]["1"]
     assert "shard-000002.parquet is missing" in summary["skipped_shards"]["2"]
     labels = pd.read_parquet(tmp_path / "clusters" / "labels.parquet")
     assert set(labels["feature_id"]) == set(range(25))
@@ -206,3 +242,29 @@ def test_full_flow_end_to_end_on_a_tiny_config(prefect_server, tmp_path):
     assert len(labels) == result["extraction"]["rows"]
     figures = {p.stem for p in (out / "figures").glob("*.png")}
     assert {"kmeans_exemplars", "dbscan_heatmaps", "pca_variance", "k_search", "dbscan_grid"} <= figures
+
+
+def test_dbscan_beyond_its_exact_rows_runs_dbscan_plus_plus_and_records_its_agreement(client, dataset):
+    sample = _sample(client, dataset, SampleSpec("all"))
+    config = ClusterConfig(pca_components=5, k_max=4, min_samples_grid=[5, 10], dbscan_exact_rows=500,
+                           dbscan_core_sample=1000)
+    _, run = run_clustering(CpuBackend(client), sample, config, MemoryBudget(2**30))
+    params = run.params["dbscan"]
+    assert params["method"] == "dbscan++" and params["core_sample"] == 1000 and set(run.grid["method"]) == {"dbscan++"}
+    agreement = params["agreement_with_exact"]
+    assert agreement["rows"] == 500 and agreement["core_sample"] == round(500 * 1000 / len(sample.rows))
+    assert agreement["adjusted_rand"] > 0.9, agreement
+    table = pd.crosstab(run.labels["dbscan"], sample.rows["layer"].to_numpy() % 3)
+    assert (table.drop(index=-1, errors="ignore") > 0).sum(axis=1).max() == 1, "no DBSCAN++ cluster mixes layer groups"
+
+
+def test_a_stage_over_the_memory_budget_stops_the_run_at_once_in_one_line(prefect_server, dataset, tmp_path):
+    from flows.cluster import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--dataset", dataset, "--out", str(tmp_path / "out"), "--memory-budget", "0.00001", "--n-workers", "2",
+              "--backend", "cpu"])
+    message = str(stopped.value.code)
+    assert re.fullmatch(r"error: sample: [a-z ]+: [\d,]+ rows need about [\d.]+ [KM]B, over the memory budget of "
+                        r"10.5 KB a process \(--memory-budget\); .*", message), message
+    assert not (tmp_path / "out").exists()

@@ -17,7 +17,7 @@ from tasks.squad.features import tokenize
 from tasks.squad.load import load_squad
 from tasks.storage.dataset import DatasetMismatchError
 from tasks.storage.location import Location
-from tasks.storage.shards import read_shard
+from tasks.storage.reading import read_shard
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ from tasks.extract.reference import compare, seed_style_reference
 from tasks.extract.shard import extract_shard
 from tasks.squad.features import shard_features
 from tasks.storage.location import Location
+from tasks.storage.reading import read_shard
 from tasks.storage.rows import embedding_matrix
-from tasks.storage.shards import read_shard
 
 
 @pytest.mark.parametrize("scaling", ["map", "faithful"])

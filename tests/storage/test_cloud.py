@@ -21,7 +21,7 @@ from flows.extract import extract
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.storage.faults import StorageError
 from tasks.storage.location import Location
-from tasks.storage.shards import read_shard
+from tasks.storage.reading import read_shard
 
 ENDPOINT_VARIABLE = {"gs": "STORAGE_EMULATOR_HOST", "s3": "AWS_ENDPOINT_URL"}
 

@@ -17,8 +17,9 @@ from tasks.extract.plan import plan_extraction, prepare_destination, resolve, re
 from tasks.extract.shard import extract_shard
 from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
+from tasks.storage.reading import read_shard
 from tasks.storage.rows import embedding_matrix
-from tasks.storage.shards import published_manifests, read_shard
+from tasks.storage.shards import published_manifests
 
 FIXTURE = REPO / "tests" / "data" / "dataset-v1"
 FINGERPRINT = "72664a41b9ab177c"

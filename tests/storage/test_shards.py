@@ -13,13 +13,13 @@ from records import shard_details, synthetic_record
 
 from tasks.storage.dataset import DatasetMismatchError, ensure_dataset_record, newest_complete, read_dataset_record
 from tasks.storage.location import Location
+from tasks.storage.reading import read_shard
 from tasks.storage.records import Manifest
 from tasks.storage.rows import row_schema, rows_table
 from tasks.storage.shards import (
     ShardError,
     publish_shard,
     published_manifests,
-    read_shard,
     remove_stale_staging,
     staging_dir,
 )

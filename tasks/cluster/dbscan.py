@@ -1,0 +1,139 @@
+"""Which DBSCAN runs: exact scikit-learn DBSCAN while every point's eps-neighbourhood fits the memory budget
+(and the rows are few enough), DBSCAN++ (tasks.cluster.density) beyond; a grid of cells sharing one pass; and
+the approximate method's agreement with the exact one where both can run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import DBSCAN
+from sklearn.metrics import adjusted_rand_score
+
+from tasks.cluster.density import (
+    BLOCK_BYTES,
+    CHUNK_ROWS,
+    CORE_BYTES,
+    ESTIMATE_ROWS,
+    MIN_CORE_SAMPLE,
+    NEIGHBOUR_BYTES,
+    POINT_BYTES,
+    ROW_BYTES,
+    by_size,
+    counts_and_nearest,
+    dbscan_plus_plus,
+    labels_from_cores,
+    neighbour_counts,
+    seeded_rows,
+)
+from tasks.cluster.resources import MemoryBudgetError
+
+
+@dataclass(frozen=True)
+class DensitySettings:
+    """How DBSCAN runs at scale: exactly up to `exact_rows` rows while its neighbourhoods fit `budget_bytes`,
+    else DBSCAN++ with a seeded core sample of at most `core_sample` rows."""
+
+    budget_bytes: int
+    exact_rows: int
+    core_sample: int
+    seed: int
+
+
+def exact_dbscan_bytes(mean_neighbours: float, n: int, row_bytes: int = 0) -> int:
+    """Memory of scikit-learn's DBSCAN on n rows: every point's eps-neighbourhood (NEIGHBOUR_BYTES a neighbour)
+    and a numpy array object per point, plus X itself when `row_bytes` (bytes of one row of X) is given."""
+    return int(n * (NEIGHBOUR_BYTES * mean_neighbours + POINT_BYTES + row_bytes))
+
+
+def estimate_neighbours(X: np.ndarray, eps: float, sample_rows: int, seed: int) -> float:
+    """Mean eps-neighbourhood size (itself included) of a seeded sample of rows, counted against all of X."""
+    return float(neighbour_counts(X[seeded_rows(len(X), sample_rows, seed)], X, [eps]).mean())
+
+
+def _core_sample_size(X: np.ndarray, budget_bytes: int, radii: int, chunk_rows: int,
+                      exact_bytes: int, most: int | None) -> tuple[int, int]:
+    """(core sample, estimated bytes): the largest sample, up to `most`, whose DBSCAN++ working memory fits."""
+    n, row = len(X), X.itemsize * X.shape[1]
+    fixed = n * (row + ROW_BYTES) + BLOCK_BYTES * chunk_rows * chunk_rows
+    per_core = row + 4 * (X.shape[1] + 2) + CORE_BYTES + 8 * radii
+    least = min(n, MIN_CORE_SAMPLE, most or n)
+    size = min(n, most or n, max(0, budget_bytes - fixed) // per_core)
+    if size < least:
+        raise MemoryBudgetError(
+            f"DBSCAN: {n:,} rows need an estimated {fixed + least * per_core:,} bytes even as DBSCAN++ with "
+            f"{least:,} core rows (exact DBSCAN: {exact_bytes:,}), above the memory budget of {budget_bytes:,}"
+            " bytes; raise --memory-budget or lower the sample")
+    return int(size), int(fixed + size * per_core)
+
+
+def dbscan_labels(X: np.ndarray, eps: float, min_samples: int, budget_bytes: int, seed: int,
+                  chunk_rows: int = CHUNK_ROWS) -> tuple[np.ndarray, dict]:
+    """DBSCAN labels (clusters 0..c-1 by decreasing size, noise -1) and a record {"method", "core_sample",
+    "estimated_bytes" (of the method run), "mean_neighbours"}. Exact scikit-learn DBSCAN when exact_dbscan_bytes
+    (mean neighbourhood of ESTIMATE_ROWS seeded rows) fits budget_bytes; else DBSCAN++ with the largest core
+    sample s (at least min(n, MIN_CORE_SAMPLE), else MemoryBudgetError) whose working memory fits, for n rows of
+    d columns, `row` bytes each: n (row + ROW_BYTES) + s (row + 4 (d + 2) + CORE_BYTES + 8) + BLOCK_BYTES
+    chunk_rows^2. That memory barely grows with s; the time grows as s * n distance evaluations."""
+    return dbscan_grid_labels(X, [(eps, min_samples)], budget_bytes, seed, chunk_rows)[0]
+
+
+def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget_bytes: int, seed: int,
+                       chunk_rows: int = CHUNK_ROWS, exact_rows: int | None = None, most_cores: int | None = None
+                       ) -> list[tuple[np.ndarray, dict]]:
+    """dbscan_labels for every (eps, min_samples) cell, sharing work: one estimate pass for all eps; one core
+    sample and one pass counting its neighbourhoods for every eps that needs DBSCAN++ and finding each row's
+    nearest sampled row (min_samples only picks the cores; each eps adds 8 bytes to a core's memory); exact
+    scikit-learn DBSCAN for cells that fit (and only up to `exact_rows` rows, where given); at most `most_cores`
+    rows in the core sample, where given (its time grows as core sample x rows)."""
+    n, radii = len(X), sorted({float(eps) for eps, _ in cells})
+    mean = dict(zip(radii, neighbour_counts(X[seeded_rows(n, ESTIMATE_ROWS, seed)], X, radii).mean(axis=0)))
+    exact = {eps: exact_dbscan_bytes(mean[eps], n, X.itemsize * X.shape[1]) for eps in radii}
+    too_many = exact_rows is not None and n > exact_rows
+    wide, counts = [eps for eps in radii if too_many or exact[eps] > budget_bytes], {}
+    if wide:
+        size, need = _core_sample_size(X, budget_bytes, len(wide), chunk_rows, max(exact[e] for e in wide),
+                                       most_cores)
+        sample = seeded_rows(n, size, seed)
+        table, nearest = counts_and_nearest(X[sample], X, wide, chunk_rows, nearest=True)
+        counts = dict(zip(wide, table.T))
+    out = []
+    for eps, min_samples in cells:
+        eps = float(eps)
+        record = {"method": "exact", "core_sample": None, "estimated_bytes": exact[eps],
+                  "mean_neighbours": float(mean[eps])}
+        if eps in counts:
+            labels = labels_from_cores(X, sample, counts[eps] >= min_samples, nearest, eps, chunk_rows)
+            record.update(method="dbscan++", core_sample=int(size), estimated_bytes=need)
+        else:
+            labels = by_size(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(X))
+        out.append((labels, record))
+    return out
+
+
+def agreement(approximate: np.ndarray, exact: np.ndarray) -> dict:
+    """Adjusted Rand index of two labelings, and each one's noise share and number of clusters."""
+    return {"adjusted_rand": float(adjusted_rand_score(exact, approximate)),
+            "noise_share": {"approximate": float(np.mean(approximate < 0)), "exact": float(np.mean(exact < 0))},
+            "clusters": {"approximate": int(np.unique(approximate[approximate >= 0]).size),
+                         "exact": int(np.unique(exact[exact >= 0]).size)}}
+
+
+def settled_grid(X: np.ndarray, cells: Sequence[tuple[float, int]], settings: DensitySettings
+                 ) -> list[tuple[np.ndarray, dict]]:
+    """dbscan_grid_labels under `settings`."""
+    return dbscan_grid_labels(X, cells, settings.budget_bytes, settings.seed, exact_rows=settings.exact_rows,
+                              most_cores=settings.core_sample)
+
+
+def agreement_on_subsample(X: np.ndarray, cell: tuple[float, int], settings: DensitySettings) -> dict:
+    """DBSCAN++ against exact DBSCAN on a seeded subsample of min(n, exact_rows) rows, with the core sample in
+    the same proportion to the rows as in the full run: the agreement record plus the rows and core sample."""
+    n = len(X)
+    rows = seeded_rows(n, settings.exact_rows, settings.seed + 1)
+    cores = max(1, round(len(rows) * min(settings.core_sample, n) / n))
+    eps, min_samples = cell
+    exact = by_size(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(X[rows]))
+    approximate = dbscan_plus_plus(X[rows], eps, min_samples, cores, settings.seed)
+    return {**agreement(approximate, exact), "rows": int(len(rows)), "core_sample": int(cores)}
