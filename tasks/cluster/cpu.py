@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from tasks.cluster.backend import KMeansFit
@@ -63,8 +65,9 @@ class CpuBackend:
         return self.client.gather([self.client.submit(kmeans_fit, data, k, seed, pure=False) for k in ks])
 
     def dbscan(self, X, cells, settings):
-        """The whole grid in one job, which shares one neighbour-counting pass between its cells and runs its
-        block products on every core of the cluster."""
+        """The whole grid in one job, which shares one neighbour-counting pass between its cells and runs that
+        pass and the cells on one thread per core of the cluster."""
+        settings = replace(settings, threads=self.cores)
         return self._one(with_threads, self.cores, settled_grid, self._shared(X), list(cells), settings)
 
     def dbscan_agreement(self, X, cell, settings):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from sklearn.cluster import DBSCAN
@@ -23,6 +24,7 @@ from tasks.cluster.density import (
     by_size,
     counts_and_nearest,
     dbscan_plus_plus,
+    in_threads,
     labels_from_cores,
     neighbour_counts,
     seeded_rows,
@@ -33,12 +35,13 @@ from tasks.cluster.resources import MemoryBudgetError
 @dataclass(frozen=True)
 class DensitySettings:
     """How DBSCAN runs at scale: exactly up to `exact_rows` rows while its neighbourhoods fit `budget_bytes`,
-    else DBSCAN++ with a seeded core sample of at most `core_sample` rows."""
+    else DBSCAN++ with a seeded core sample of at most `core_sample` rows, its passes on `threads` threads."""
 
     budget_bytes: int
     exact_rows: int
     core_sample: int
     seed: int
+    threads: int = 1
 
 
 def exact_dbscan_bytes(mean_neighbours: float, n: int, row_bytes: int = 0) -> int:
@@ -52,12 +55,13 @@ def estimate_neighbours(X: np.ndarray, eps: float, sample_rows: int, seed: int) 
     return float(neighbour_counts(X[seeded_rows(len(X), sample_rows, seed)], X, [eps]).mean())
 
 
-def _core_sample_size(X: np.ndarray, budget_bytes: int, radii: int, chunk_rows: int,
+def _core_sample_size(X: np.ndarray, budget_bytes: int, radii: int, cells: int, threads: int, chunk_rows: int,
                       exact_bytes: int, most: int | None) -> tuple[int, int]:
-    """(core sample, estimated bytes): the largest sample, up to `most`, whose DBSCAN++ working memory fits."""
+    """(core sample, estimated bytes): the largest sample, up to `most`, whose DBSCAN++ working memory fits, with
+    `threads` blocks and cells' per-row arrays at once and every cell's labels kept."""
     n, row = len(X), X.itemsize * X.shape[1]
-    fixed = n * (row + ROW_BYTES) + BLOCK_BYTES * chunk_rows * chunk_rows
-    per_core = row + 4 * (X.shape[1] + 2) + CORE_BYTES + 8 * radii
+    fixed = n * (row + ROW_BYTES * threads + 8 * cells) + BLOCK_BYTES * chunk_rows * chunk_rows * threads
+    per_core = row + 4 * (X.shape[1] + 2) * threads + CORE_BYTES + 8 * radii * threads
     least = min(n, MIN_CORE_SAMPLE, most or n)
     size = min(n, most or n, max(0, budget_bytes - fixed) // per_core)
     if size < least:
@@ -80,36 +84,38 @@ def dbscan_labels(X: np.ndarray, eps: float, min_samples: int, budget_bytes: int
 
 
 def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget_bytes: int, seed: int,
-                       chunk_rows: int = CHUNK_ROWS, exact_rows: int | None = None, most_cores: int | None = None
-                       ) -> list[tuple[np.ndarray, dict]]:
+                       chunk_rows: int = CHUNK_ROWS, exact_rows: int | None = None, most_cores: int | None = None,
+                       threads: int = 1) -> list[tuple[np.ndarray, dict]]:
     """dbscan_labels for every (eps, min_samples) cell, sharing work: one estimate pass for all eps; one core
     sample and one pass counting its neighbourhoods for every eps that needs DBSCAN++ and finding each row's
     nearest sampled row (min_samples only picks the cores; each eps adds 8 bytes to a core's memory); exact
-    scikit-learn DBSCAN for cells that fit (and only up to `exact_rows` rows, where given); at most `most_cores`
-    rows in the core sample, where given (its time grows as core sample x rows)."""
+    scikit-learn DBSCAN for cells that fit (and only up to `exact_rows` rows, where given), one after another;
+    at most `most_cores` rows in the core sample, where given (its time grows as core sample x rows). The
+    counting pass and the DBSCAN++ cells run on `threads` threads."""
     n, radii = len(X), sorted({float(eps) for eps, _ in cells})
     mean = dict(zip(radii, neighbour_counts(X[seeded_rows(n, ESTIMATE_ROWS, seed)], X, radii).mean(axis=0)))
     exact = {eps: exact_dbscan_bytes(mean[eps], n, X.itemsize * X.shape[1]) for eps in radii}
     too_many = exact_rows is not None and n > exact_rows
-    wide, counts = [eps for eps in radii if too_many or exact[eps] > budget_bytes], {}
-    if wide:
-        size, need = _core_sample_size(X, budget_bytes, len(wide), chunk_rows, max(exact[e] for e in wide),
-                                       most_cores)
-        sample = seeded_rows(n, size, seed)
-        table, nearest = counts_and_nearest(X[sample], X, wide, chunk_rows, nearest=True)
-        counts = dict(zip(wide, table.T))
-    out = []
-    for eps, min_samples in cells:
-        eps = float(eps)
-        record = {"method": "exact", "core_sample": None, "estimated_bytes": exact[eps],
-                  "mean_neighbours": float(mean[eps])}
-        if eps in counts:
-            labels = labels_from_cores(X, sample, counts[eps] >= min_samples, nearest, eps, chunk_rows)
-            record.update(method="dbscan++", core_sample=int(size), estimated_bytes=need)
-        else:
-            labels = by_size(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(X))
-        out.append((labels, record))
-    return out
+    wide = [eps for eps in radii if too_many or exact[eps] > budget_bytes]
+    if not wide:
+        return [_exact_cell(X, float(eps), min_samples, exact, mean) for eps, min_samples in cells]
+    size, need = _core_sample_size(X, budget_bytes, len(wide), len(cells), threads, chunk_rows,
+                                   max(exact[e] for e in wide), most_cores)
+    sample = seeded_rows(n, size, seed)
+    table, nearest = counts_and_nearest(X[sample], X, wide, chunk_rows, nearest=True, threads=threads)
+    counts = dict(zip(wide, table.T))
+    record = {"method": "dbscan++", "core_sample": int(size), "estimated_bytes": need}
+    approximate = iter(in_threads([partial(labels_from_cores, X, sample, counts[float(eps)] >= min_samples, nearest,
+                                      float(eps), chunk_rows) for eps, min_samples in cells if float(eps) in counts],
+                                  threads))
+    return [(next(approximate), {**record, "mean_neighbours": float(mean[float(eps)])}) if float(eps) in counts
+            else _exact_cell(X, float(eps), min_samples, exact, mean) for eps, min_samples in cells]
+
+
+def _exact_cell(X: np.ndarray, eps: float, min_samples: int, exact: dict, mean: dict) -> tuple[np.ndarray, dict]:
+    labels = by_size(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(X))
+    return labels, {"method": "exact", "core_sample": None, "estimated_bytes": exact[eps],
+                    "mean_neighbours": float(mean[eps])}
 
 
 def agreement(approximate: np.ndarray, exact: np.ndarray) -> dict:
@@ -124,7 +130,7 @@ def settled_grid(X: np.ndarray, cells: Sequence[tuple[float, int]], settings: De
                  ) -> list[tuple[np.ndarray, dict]]:
     """dbscan_grid_labels under `settings`."""
     return dbscan_grid_labels(X, cells, settings.budget_bytes, settings.seed, exact_rows=settings.exact_rows,
-                              most_cores=settings.core_sample)
+                              most_cores=settings.core_sample, threads=settings.threads)
 
 
 def agreement_on_subsample(X: np.ndarray, cell: tuple[float, int], settings: DensitySettings) -> dict:

@@ -13,12 +13,15 @@ Distances come from chunk x chunk blocks: one float32 matrix product of rows cen
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from threadpoolctl import threadpool_limits
 
 CHUNK_ROWS = 1024
 MIN_CORE_SAMPLE = 20_000
@@ -30,6 +33,23 @@ ROW_BYTES = 64  # DBSCAN++, per row of X: its nearest sampled row, the distance,
 CORE_BYTES = 64  # DBSCAN++, per sampled row besides its copies: index, count, core flag, component, graph
 KTH_SPARE = 8  # candidates beyond k re-ranked in float64, so a float32 near-tie cannot change the k-th
 _EPS32 = float(np.finfo(np.float32).eps)
+T = TypeVar("T")
+
+
+def in_threads(jobs: Sequence[Callable[[], T]], threads: int) -> list[T]:
+    """Each job's result, in order: with threads > 1 the jobs run on that many threads, one BLAS thread each
+    (numpy's loops and BLAS release the GIL, so the threads share the cores)."""
+    if threads <= 1 or len(jobs) <= 1:
+        return [job() for job in jobs]
+    with threadpool_limits(limits=1), ThreadPoolExecutor(min(threads, len(jobs))) as pool:
+        return list(pool.map(lambda job: job(), jobs))
+
+
+def row_ranges(n: int, chunk_rows: int, parts: int) -> list[tuple[int, int]]:
+    """At most `parts` consecutive (start, stop) ranges covering n rows, split at chunk boundaries."""
+    chunks = -(-n // chunk_rows)
+    step = max(1, -(-chunks // max(1, parts))) * chunk_rows
+    return [(start, min(n, start + step)) for start in range(0, n, step)] or [(0, n)]
 
 
 class _Chunk(NamedTuple):
@@ -92,9 +112,17 @@ def _track_nearest(a: _Chunk, b: _Chunk, d2: np.ndarray, best: np.ndarray, neare
 
 
 def counts_and_nearest(queries: np.ndarray, data: np.ndarray, radii: Sequence[float], chunk_rows: int,
-             nearest: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                       nearest: bool = False, threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """Counts of data rows within each radius of each query and, with `nearest`, each data row's nearest query:
-    one pass over blocks of data rows x query columns."""
+    one pass over blocks of data rows x query columns, the data rows split between `threads` threads."""
+    parts = in_threads([partial(_counts_part, queries, data[start:stop], radii, chunk_rows, nearest)
+                        for start, stop in row_ranges(len(data), chunk_rows, threads)], threads)
+    counts = np.sum([part[0] for part in parts], axis=0)
+    return counts, np.concatenate([part[1] for part in parts]) if nearest else None
+
+
+def _counts_part(queries: np.ndarray, data: np.ndarray, radii: Sequence[float], chunk_rows: int,
+                 nearest: bool) -> tuple[np.ndarray, np.ndarray | None]:
     r2 = np.square(np.asarray(radii, np.float64))
     counts = np.zeros((len(queries), len(r2)), np.int64)
     closest = (np.full(len(data), np.inf, np.float32), np.zeros(len(data), np.int64)) if nearest else None

@@ -12,7 +12,14 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
 from tasks.cluster.dbscan import agreement, dbscan_grid_labels, dbscan_labels, estimate_neighbours, exact_dbscan_bytes
-from tasks.cluster.density import ESTIMATE_ROWS, dbscan_plus_plus, kth_neighbour_distances, neighbour_counts
+from tasks.cluster.density import (
+    ESTIMATE_ROWS,
+    counts_and_nearest,
+    dbscan_plus_plus,
+    kth_neighbour_distances,
+    neighbour_counts,
+    row_ranges,
+)
 from tasks.cluster.resources import MemoryBudgetError
 from tasks.errors import InputError
 
@@ -177,7 +184,32 @@ def test_grid_equals_cell_by_cell(planted):
     for (eps, min_samples), (labels, record) in zip(cells, grid):
         single, single_record = dbscan_labels(X, eps, min_samples, budget_bytes=budget, seed=0, chunk_rows=512)
         np.testing.assert_array_equal(labels, single)
-        assert record == single_record
+        assert {**record, "estimated_bytes": None} == {**single_record, "estimated_bytes": None}
+        assert record["estimated_bytes"] >= single_record["estimated_bytes"]  # the grid keeps every cell's labels
+
+
+def test_threads_split_the_work_without_changing_a_result(planted):
+    X, _ = planted
+    cells = [(EPS, MIN_SAMPLES), (EPS, 40), (5.0, MIN_SAMPLES)]
+    one = dbscan_grid_labels(X, cells, budget_bytes=2**30, seed=0, chunk_rows=512, exact_rows=1000)
+    two = dbscan_grid_labels(X, cells, budget_bytes=2**30, seed=0, chunk_rows=512, exact_rows=1000, threads=2)
+    assert [record["method"] for _, record in two] == ["dbscan++"] * 3
+    for (labels, _), (threaded, _) in zip(one, two):
+        np.testing.assert_array_equal(threaded, labels)
+    queries = X[::7]
+    counts, nearest = counts_and_nearest(queries, X, [4.0, EPS], chunk_rows=512, nearest=True, threads=3)
+    expected = _distances(queries, X)
+    np.testing.assert_array_equal(counts, np.stack([(expected <= r).sum(axis=1) for r in (4.0, EPS)], axis=1))
+    np.testing.assert_array_equal(nearest, expected.argmin(axis=0))
+
+
+@pytest.mark.parametrize("n, chunk_rows, parts", [(0, 8, 2), (5, 8, 3), (100, 8, 3), (100, 10, 10), (64, 8, 16)])
+def test_row_ranges_cover_the_rows_at_chunk_boundaries(n, chunk_rows, parts):
+    ranges = row_ranges(n, chunk_rows, parts)
+    assert 1 <= len(ranges) <= max(1, parts)
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    assert all(stop == start for (_, stop), (start, _) in zip(ranges, ranges[1:]))
+    assert all(start % chunk_rows == 0 for start, _ in ranges)
 
 
 def test_agreement_reports_rand_index_noise_and_clusters():
