@@ -23,12 +23,18 @@ from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.run import ClusteringRun, run_clustering
 from tasks.cluster.sample import Sample, SampleSpec, load_sample, select_manifests
 from tasks.config import ClusterConfig
+from tasks.errors import InputError
 from tasks.extract.exemplars import attention_maps_of
 from tasks.report.html import data_uri
 from tasks.report.outputs import write_outputs
+from tasks.report.research import findings_section
 from tasks.report.sections import Section, build_sections
 from tasks.report.summary import ClusterSummary, RunContext, SampleRecord, summarise
 from tasks.report.tables import sizes_table
+from tasks.research.heads import Resampling
+from tasks.research.roles import RoleRules
+from tasks.research.source import feature_facts, feature_questions
+from tasks.research.study import Study, StudySettings, run_study
 from tasks.storage.dataset import dataset_record, newest_complete
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest
@@ -67,15 +73,37 @@ def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path,
     create_markdown_artifact("\n\n".join(gallery), key="cluster-figures", description="The report's figures")
 
 
+@task(name="study", cache_policy=NO_CACHE)
+def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun) -> Study:
+    """The research layer: heads table, agreements, findings, stability."""
+    facts, why = feature_facts(record, config.dataset, config.credentials, feature_questions(sample.key_tables()))
+    if facts is None:
+        get_run_logger().warning("findings without contexts and answerability: %s", why)
+    settings = StudySettings(RoleRules(config.role_threshold, config.mixed_threshold, config.block_threshold),
+                             Resampling(config.bootstrap, config.permutations, config.seed),
+                             config.stability_resamples, config.kmeans_rows, config.qa_statistic)
+    return run_study(sample.rows, run.labels, run.params, reduced, record.statistics, record.model.layers,
+                     record.model.heads, settings, facts)
+
+
+def publish_findings(study: Study, report: Path) -> None:
+    lines = ["# Findings", *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(study.findings, start=1)),
+             "", *study.notes, "", f"Report: `{report}`"]
+    create_markdown_artifact("\n".join(lines), key="cluster-findings", description="What the clusters mean")
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
-                context: RunContext) -> tuple[str, ClusterSummary]:
+                study: Study, context: RunContext) -> tuple[str, ClusterSummary]:
     source = functools.partial(attention_maps_of, record, config.dataset, config.credentials)
-    sections = build_sections(run, sample, reduced, record.model.layers, record.model.heads, record.statistics,
-                              config.top_clusters, config.exemplars, config.min_samples, source)
-    summary = summarise(run, sample, reduced, context)
-    report = write_outputs(Path(config.out), sample, run, summary, sections)
+    layers, heads = record.model.layers, record.model.heads
+    sections = [findings_section(study, layers, heads),
+                *build_sections(run, sample, reduced, layers, heads, record.statistics, config.top_clusters,
+                                config.exemplars, config.min_samples, source)]
+    summary = summarise(run, sample, reduced, context, study.findings)
+    report = write_outputs(Path(config.out), sample, run, study, summary, sections)
     publish_artifacts(summary, run, report, sections)
+    publish_findings(study, report)
     return str(report), summary
 
 
@@ -90,6 +118,9 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
         config = config.model_copy(update={"dataset": dataset.url})
         log.info("newest complete dataset: %s", dataset.url)
     record = dataset_record(dataset)
+    if config.qa_statistic not in record.statistics:
+        raise InputError(f"--qa-statistic: {config.qa_statistic!r} is not a statistic of {dataset.url} "
+                         f"({', '.join(record.statistics)})")
     manifests = select_manifests(dataset, record, config.shards)
     with dask_cluster(config.scheduler, config.backend, config.n_workers) as compute:
         log.info("compute: %s", compute.description)
@@ -112,7 +143,8 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
             compute=compute.description, backend=backend.name, memory_budget_gb=round(budget.bytes / 2**30, 2),
             sample=SampleRecord(mode=config.sample, features_per_shard=config.features_per_shard,
                                 fraction=config.fraction, seed=config.seed))
-        report, summary = report_task(config, record, sample, reduced, run, context)  # labels come from the workers
+        study = study_task(config, record, sample, reduced, run)
+        report, summary = report_task(config, record, sample, reduced, run, study, context)  # labels from the workers
     log.info("report: %s", report)
     return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 

@@ -77,7 +77,8 @@ def plan_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     config = cfg.content()
     source = {"location": config.pop("source"), "sha256": squad.sha256,
               "examples": len(squad.examples), "features": len(features)}
-    identity = {"config": config, "source_sha256": squad.sha256, "model": model, "encoder": encoder}
+    identity = {"config": config, "source_sha256": squad.sha256, "model": model, "encoder": encoder,
+                "statistics": list(STATISTICS)}
     record = DatasetRecord(
         format=FORMAT, fingerprint=fingerprint(identity), config=config, source=source, model=model,
         encoder=encoder, statistics=list(STATISTICS),

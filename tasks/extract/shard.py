@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 import torch
 from tqdm.auto import tqdm
@@ -18,7 +19,9 @@ from tasks.errors import InputError
 from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS, attention_maps, head_statistics, scale_maps
 from tasks.extract.models import Models, compute_slot, models_for, squad_file
+from tasks.extract.tokens import punctuation_ids, token_masks
 from tasks.squad.features import Features, ShardPlan, shard_features
+from tasks.squad.load import Example
 from tasks.storage.faults import is_transient
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest, RowGroupRecord
@@ -34,16 +37,18 @@ def _batches(features: Features, size: int) -> Iterator[Features]:
         yield features.take(slice(start, start + size))
 
 
-def embed_features(batch: Features, models: Models, cfg: ExtractConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def embed_features(batch: Features, examples: list[Example], punctuation: np.ndarray, models: Models,
+                   cfg: ExtractConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings (features * layers * heads, 2048) and statistics (features, layers, heads, n) of a batch, on
-    the device: the maps never leave it."""
+    the device: the maps never leave it. `punctuation`: a bool per vocabulary id."""
     device = models.device
     ids = torch.from_numpy(batch.input_ids).long().to(device)
     mask = torch.from_numpy(batch.attention_mask).long().to(device)
     types = torch.from_numpy(batch.token_type_ids).long().to(device)
     maps = attention_maps(models.qa.model, ids, mask, types)
     tokenizer = models.qa.tokenizer
-    stats = head_statistics(maps, ids, mask, tokenizer.cls_token_id, tokenizer.sep_token_id)
+    stats = head_statistics(maps, token_masks(batch, examples, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                              punctuation, device))
     flat = maps.flatten(0, 2)
     embeddings = torch.cat([
         models.encoder(scale_maps(chunk, cfg.scaling), cfg.precision)
@@ -117,9 +122,10 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
             features = shard_features(squad.examples, plan, models.qa.tokenizer, cfg.max_length, cfg.doc_stride,
                                       cfg.max_query_length)
             bar = tqdm(total=len(features), desc=shard_name(plan.index), unit="feature", disable=not show_progress)
+            punctuation = punctuation_ids(models.qa.tokenizer)
             with ShardWriter(local, schema) as writer, bar:
                 for batch in _batches(features, cfg.bert_batch):
-                    writer.write(batch, *embed_features(batch, models, cfg))
+                    writer.write(batch, *embed_features(batch, squad.examples, punctuation, models, cfg))
                     bar.update(len(batch))
             seconds = time.perf_counter() - started
         manifest = _publish(dest, plan, local, schema, rows, {

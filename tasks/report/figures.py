@@ -22,7 +22,7 @@ class Chart:
     png: bytes
 
 
-def _png(figure: Figure) -> bytes:
+def png_bytes(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     return buffer.getvalue()
@@ -34,7 +34,7 @@ def plot_variance(ratio: np.ndarray) -> Chart:
     ax.plot(np.arange(1, len(ratio) + 1), np.cumsum(ratio), marker=".")
     ax.set(xlabel="components", ylabel="cumulative explained variance", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    return Chart("pca_variance", "PCA explained variance", _png(fig))
+    return Chart("pca_variance", "PCA explained variance", png_bytes(fig))
 
 
 def plot_k_search(table: pd.DataFrame, chosen: int) -> Chart:
@@ -45,7 +45,7 @@ def plot_k_search(table: pd.DataFrame, chosen: int) -> Chart:
         ax.axvline(chosen, color="tab:red", linestyle="--", linewidth=1)
         ax.set(xlabel="k", title=column.replace("_", " "))
         ax.grid(alpha=0.3)
-    return Chart("k_search", f"KMeans k search (chosen k = {chosen})", _png(fig))
+    return Chart("k_search", f"KMeans k search (chosen k = {chosen})", png_bytes(fig))
 
 
 def plot_kdistance(kth: np.ndarray, eps: float, min_samples: int) -> Chart:
@@ -56,7 +56,7 @@ def plot_kdistance(kth: np.ndarray, eps: float, min_samples: int) -> Chart:
     ax.set(xlabel="points, sorted", ylabel=f"distance to neighbour {min_samples}")
     ax.legend()
     ax.grid(alpha=0.3)
-    return Chart("kdistance", "k-distance curve", _png(fig))
+    return Chart("kdistance", "k-distance curve", png_bytes(fig))
 
 
 def plot_grid(grid: pd.DataFrame) -> Chart:
@@ -71,7 +71,7 @@ def plot_grid(grid: pd.DataFrame) -> Chart:
             ax.text(j, i, f"{value:.2g}", ha="center", va="center", color="w", fontsize=8)
         ax.set(xlabel="eps", ylabel="min_samples", title=column.replace("_", " "))
         fig.colorbar(image, ax=ax)
-    return Chart("dbscan_grid", "DBSCAN grid search", _png(fig))
+    return Chart("dbscan_grid", "DBSCAN grid search", png_bytes(fig))
 
 
 def plot_sizes(labels: np.ndarray, name: str) -> Chart:
@@ -81,7 +81,7 @@ def plot_sizes(labels: np.ndarray, name: str) -> Chart:
     colours = ["tab:gray" if c == NOISE else "tab:blue" for c in table["cluster"]]
     ax.bar([("noise" if c == NOISE else str(c)) for c in table["cluster"]], table["rows"], color=colours)
     ax.set(xlabel="cluster", ylabel="rows")
-    return Chart(f"{name}_sizes", f"{name}: cluster sizes", _png(fig))
+    return Chart(f"{name}_sizes", f"{name}: cluster sizes", png_bytes(fig))
 
 
 def _cluster_title(cluster: int) -> str:
@@ -97,7 +97,7 @@ def plot_heatmaps(rows: pd.DataFrame, labels: np.ndarray, clusters: list[int], l
         ax.set(title=_cluster_title(cluster), xlabel="head", ylabel="layer")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share of the head's rows")
     return Chart(f"{name}_heatmaps", f"{name}: where the largest clusters sit in the layer x head grid",
-                  _png(fig))
+                  png_bytes(fig))
 
 
 def plot_exemplars(exemplars: dict[int, list[tuple[np.ndarray, str]]], name: str) -> Chart:
@@ -111,4 +111,4 @@ def plot_exemplars(exemplars: dict[int, list[tuple[np.ndarray, str]]], name: str
             ax.imshow(attention, cmap="viridis", vmin=0, vmax=max(float(np.quantile(attention, 0.99)), 1e-12))
             ax.set_title(f"{_cluster_title(cluster)}\n{caption}", fontsize=8)
     return Chart(f"{name}_exemplars", f"{name}: attention maps nearest each cluster's centre (rows are queries; "
-                                       "colours saturate at each map's 99th percentile)", _png(fig))
+                                       "colours saturate at each map's 99th percentile)", png_bytes(fig))

@@ -21,17 +21,19 @@ def data_uri(figure: Chart) -> str:
 
 
 def render_html(title: str, summary: dict, sections: list[Section]) -> str:
-    """The page: the summary, then each section's text, figures and tables."""
-    parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2>",
-             "<pre>" + html.escape(json.dumps(summary, indent=2)) + "</pre>"]
+    """The page: each section's numbered points, text, figures and tables, then the run's summary."""
+    parts = [f"<h1>{html.escape(title)}</h1>"]
     for section in sections:
         parts.append(f"<h2 id='{html.escape(section.title)}'>{html.escape(section.title)}</h2>")
+        if section.points:
+            parts.append("<ol>" + "".join(f"<li>{html.escape(point)}</li>" for point in section.points) + "</ol>")
         parts.append(f"<p>{html.escape(section.text)}</p>")
         for figure in section.figures:
             parts.append(f"<figure><img alt='{html.escape(figure.title)}' src='{data_uri(figure)}'>"
                          f"<figcaption>{html.escape(figure.title)}</figcaption></figure>")
         for caption, table in section.tables:
             parts.append(f"<h3>{html.escape(caption)}</h3>{_table_html(table)}")
+    parts += ["<h2>Run summary</h2>", "<pre>" + html.escape(json.dumps(summary, indent=2)) + "</pre>"]
     style = ("body{font-family:sans-serif;max-width:1300px;margin:auto;padding:1em}img{max-width:100%}"
              ".table{border-collapse:collapse;font-size:13px}.table td,.table th{padding:2px 8px;"
              "border-bottom:1px solid #ddd;text-align:right}figure{margin:1em 0}")

@@ -17,9 +17,11 @@ from tasks.report.html import render_html
 from tasks.report.sections import Section
 from tasks.report.summary import ClusterSummary
 from tasks.report.tables import label_parts
+from tasks.research.study import Study
 
 
-def write_outputs(out: Path, sample: Sample, run: ClusteringRun, summary: ClusterSummary, sections: list[Section]) -> Path:
+def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, summary: ClusterSummary,
+                  sections: list[Section]) -> Path:
     """Writes every output into a staging folder beside `out`, then swaps it in whole; returns report.html."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -29,7 +31,11 @@ def write_outputs(out: Path, sample: Sample, run: ClusteringRun, summary: Cluste
         (staging / "labels.parquet").mkdir()
         for shard, table in label_parts(sample, run.labels):
             pq.write_table(table, staging / "labels.parquet" / f"part-{shard:06d}.parquet")
-        for stem, table in [("k_search", run.k_table), ("dbscan_grid", run.grid),
+        research = [("heads", study.heads), ("head_clusters", study.head_clusters), ("agreement", study.agreement),
+                    ("small_clusters", study.small_clusters), ("stability", study.stability)]
+        if study.clusters_by_pattern is not None:
+            research.append(("clusters_by_pattern", study.clusters_by_pattern))
+        for stem, table in [("k_search", run.k_table), ("dbscan_grid", run.grid), *research,
                             ("pca_variance", pd.DataFrame({"component": np.arange(1, len(run.explained_variance) + 1),
                                                            "explained_variance_ratio": run.explained_variance}))]:
             table.to_parquet(staging / f"{stem}.parquet", index=False)

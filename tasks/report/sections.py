@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ class Section:
     text: str
     tables: list[tuple[str, pd.DataFrame]]
     figures: list[Chart]
+    points: list[str] = field(default_factory=list)  # numbered sentences, shown before the text
 
 
 def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clusters: list[int], per_cluster: int,

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict
 from tasks.cluster.labels import NOISE, cluster_sizes
 from tasks.cluster.run import ClusteringRun
 from tasks.cluster.sample import Sample
+from tasks.research.findings import Finding
 
-SUMMARY_FORMAT = "squad-attention-atlas-clusters/1"
+SUMMARY_FORMAT = "squad-attention-atlas-clusters/2"  # 2: findings
 
 
 class SampleRecord(BaseModel):
@@ -63,12 +64,14 @@ class ClusterSummary(RunContext):
     chosen_k: int
     suggested_eps: float
     clusterings: dict[str, ClusteringSummary]
+    findings: list[Finding]
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
 
-def summarise(run: ClusteringRun, sample: Sample, reduced: np.ndarray, context: RunContext) -> ClusterSummary:
+def summarise(run: ClusteringRun, sample: Sample, reduced: np.ndarray, context: RunContext,
+              findings: list[Finding]) -> ClusterSummary:
     """summary.json of a clustering run."""
     clusterings = {}
     for name, labels in run.labels.items():
@@ -81,5 +84,5 @@ def summarise(run: ClusteringRun, sample: Sample, reduced: np.ndarray, context: 
         embedding_dim=sample.dim, pca_components=int(reduced.shape[1]), pca_fit_rows=sample.fit_rows,
         pca_variance_kept=round(float(np.sum(run.explained_variance)), 4), bytes_read=sample.bytes_read,
         bytes_selected=sample.bytes_selected, seconds={**sample.seconds, **run.seconds}, chosen_k=run.chosen_k,
-        suggested_eps=run.suggested_eps, clusterings=clusterings,
+        suggested_eps=run.suggested_eps, clusterings=clusterings, findings=findings,
     )

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tasks.errors import InputError
 
-FORMAT = "squad-attention-atlas/2"  # 2: row groups of whole features, page checksums, footer sha256
-READABLE_FORMATS = ("squad-attention-atlas/1", FORMAT)
+FORMAT = "squad-attention-atlas/3"  # 2: row groups of whole features, page checksums, footer sha256; 3: role statistics
+READABLE_FORMATS = ("squad-attention-atlas/1", "squad-attention-atlas/2", FORMAT)
 
 
 class RecordError(InputError):

@@ -32,7 +32,7 @@ def rows_table(
     embeddings: np.ndarray,
     statistics: np.ndarray,
 ) -> pa.Table:
-    """Rows for a batch of features in (feature, layer, head) order.
+    """Rows for a batch of features in (feature, layer, head) order; a NaN statistic is written as null.
 
     embeddings: (features * layers * heads, dim); statistics: (features, layers, heads, n_statistics)."""
     n, layers, heads, _ = statistics.shape
@@ -51,7 +51,7 @@ def rows_table(
     }
     stats = statistics.reshape(n * per_feature, -1).astype(np.float32)
     for i, name in enumerate(schema.names[len(columns):]):
-        columns[name] = stats[:, i]
+        columns[name] = pa.array(stats[:, i], pa.float32(), from_pandas=True)  # NaN (not defined here) as null
     return pa.table(columns, schema=schema)
 
 

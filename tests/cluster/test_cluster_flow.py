@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from dataclasses import replace
@@ -182,8 +183,18 @@ def test_cluster_flow_writes_every_output(prefect_server, dataset, tmp_path):
     page = (out / "report.html").read_text()
     for title in ["PCA", "KMeans k search", "DBSCAN eps search", "kmeans", "dbscan", "kmeans_r1"]:
         assert f"<h2 id='{title}'>" in page
+    assert page.index("<h2 id='Findings'>") < page.index("<h2 id='PCA'>")  # the report opens with the findings
+    assert [f["key"] for f in summary["findings"]][:3] == ["dominant-cluster", "small-clusters", "satellites"]
+    assert all(html.escape(f["text"]) in page for f in summary["findings"])
+    assert "contexts and answerability unknown" in page  # this dataset has no source file behind it
+    heads = pd.read_parquet(out / "heads.parquet")
+    assert len(heads) == LAYERS * HEADS and (heads["rows"] == 60).all()
+    assert {"mean_cls_mass", "roles", "consistency_dbscan", "dominant_kmeans"} <= set(heads.columns)
+    assert "pattern" not in heads  # patterns need the role statistics, which this dataset lacks
+    assert set(pd.read_parquet(out / "stability.parquet")["clustering"]) == {"kmeans", "dbscan", "kmeans_r1"}
+    # the sections' figures, and the heads' consistency grid (no pattern grid without the role statistics)
     images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
-    assert len(images) == 4 + 3 * 2 == len(list((out / "figures").glob("*.png")))
+    assert len(images) == 4 + 3 * 2 + 1 == len(list((out / "figures").glob("*.png")))
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert "mean_entropy" in page and "mean_layer" in page
     assert not list(tmp_path.glob(".clusters.*")), "no staging folder left behind"

@@ -11,7 +11,7 @@ from sklearn.preprocessing import MinMaxScaler
 from transformers import BertConfig, BertForQuestionAnswering
 
 from tasks.config import OFFLINE_MODEL
-from tasks.extract.maps import attention_maps, head_statistics, scale_maps
+from tasks.extract.maps import STATISTICS, TokenMasks, attention_maps, head_statistics, scale_maps
 from tasks.extract.qa_model import ModelLoadError, load_qa_model
 from tasks.squad.features import tokenize
 
@@ -63,20 +63,53 @@ def test_map_scaling_uses_the_whole_map(sample_maps):
     assert (scale_maps(constant, "map") == 0).all()
 
 
-def _batch(map_rows: list[list[float]], n_real: int, length: int = 7):
-    """A one-feature batch [CLS a SEP b SEP PAD PAD] with a hand-made map; padding rows are garbage."""
-    ids = torch.tensor([[CLS, 2000, SEP, 2001, SEP, PAD, PAD][:length]])
-    mask = (torch.arange(length) < n_real).long()[None]
+def _tokens(n_real: int, length: int = 7, answer: tuple[int, ...] = (), punct: tuple[int, ...] = ()) -> TokenMasks:
+    """Masks of one feature [CLS q SEP c SEP PAD PAD] (question word q at 1, context word c at 3)."""
+    def mask(positions) -> torch.Tensor:
+        out = torch.zeros(1, length, dtype=torch.bool)
+        out[0, list(positions)] = True
+        return out
+
+    return TokenMasks(real=mask(range(n_real)), cls=mask([0]), sep=mask([p for p in (2, 4) if p < n_real]),
+                      punct=mask(punct), question=mask([1]), context=mask([3]), segment_a=mask([0, 1, 2]),
+                      answer=mask(answer))
+
+
+def _map(map_rows: list[list[float]], length: int = 7) -> torch.Tensor:
+    """A hand-made (1, 1, 1, length, length) map; padding rows are garbage."""
+    n_real = len(map_rows)
     full = torch.zeros(length, length)
     full[:n_real, :n_real] = torch.tensor(map_rows)
     full[n_real:, -1] = 1.0  # padding query rows: must be ignored
-    return full[None, None, None], ids, mask
+    return full[None, None, None]
+
+
+def _all_stats(map_rows, **tokens) -> dict[str, float]:
+    values = head_statistics(_map(map_rows), _tokens(len(map_rows), **tokens))[0, 0, 0]
+    return dict(zip(STATISTICS, values.tolist()))
 
 
 def _stats(map_rows):
-    maps, ids, mask = _batch(map_rows, len(map_rows))
-    values = head_statistics(maps, ids, mask, CLS, SEP)[0, 0, 0]
-    return dict(zip(["entropy", "cls", "sep", "prev", "next", "diag"], values.tolist()))
+    named = _all_stats(map_rows)
+    return {short: named[name] for short, name in [("entropy", "entropy"), ("cls", "cls_mass"), ("sep", "sep_mass"),
+                                                   ("prev", "prev_mass"), ("next", "next_mass"), ("diag", "diag_mass")]}
+
+
+def test_role_statistics_of_hand_made_maps():
+    uniform = _all_stats(torch.full((5, 5), 1 / 5).tolist())
+    assert uniform["segment_focus"] == pytest.approx(0, abs=1e-6)  # uniform rows favour no segment
+    assert uniform["question_to_context"] == pytest.approx(1 / 5) and uniform["context_to_question"] == pytest.approx(1 / 5)
+    assert math.isnan(uniform["answer_from_question"]) and math.isnan(uniform["answer_from_cls"])  # no answer here
+    block = torch.zeros(5, 5)
+    block[:3, :3], block[3:, 3:] = 1 / 3, 1 / 2  # each segment attends within itself only
+    assert _all_stats(block.tolist())["segment_focus"] == pytest.approx(1)
+    across = torch.zeros(5, 5)
+    across[:3, 3], across[3:, 1] = 1, 1  # every row to the other segment's word
+    stats = _all_stats(across.tolist(), answer=(3,), punct=(3,))
+    assert stats["segment_focus"] < 0
+    assert stats["question_to_context"] == pytest.approx(1) and stats["context_to_question"] == pytest.approx(1)
+    assert stats["answer_from_question"] == pytest.approx(1) and stats["answer_from_cls"] == pytest.approx(1)
+    assert stats["punct_mass"] == pytest.approx(3 / 5)  # the three rows of segment A attend to punctuation
 
 
 def test_statistics_of_an_identity_map():
