@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -17,10 +18,18 @@ from tasks.storage.records import DatasetRecord
 from tasks.storage.shards import published_manifests
 
 
+class Exemplar(NamedTuple):
+    """A recomputed attention map cropped to its feature's real tokens, with those tokens and the question."""
+
+    attention: np.ndarray  # (tokens, tokens), rows are queries
+    tokens: list[str]
+    question: str
+
+
 def attention_maps_of(record: DatasetRecord, dataset: str, credentials: str | None,
-                      keys: Sequence[tuple[int, int, int]], batch: int = 8) -> list[np.ndarray]:
+                      keys: Sequence[tuple[int, int, int]], batch: int = 8) -> list[Exemplar]:
     """The attention map of each (feature, layer, head) in `keys`, recomputed with the dataset's model and input,
-    `batch` features per forward, and cropped to the feature's real (non-padding) tokens."""
+    `batch` features per forward, cropped to the feature's real (non-padding) tokens."""
     cfg = config_of(record, dataset, credentials)
     squad = squad_file(cfg)
     if squad.sha256 != record.source.sha256:
@@ -28,6 +37,7 @@ def attention_maps_of(record: DatasetRecord, dataset: str, credentials: str | No
     qa = qa_model_for(cfg)
     wanted = {feature for feature, _, _ in keys}
     inputs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    questions: dict[int, str] = {}
     for manifest in published_manifests(Location.at(dataset, credentials), record.fingerprint).values():
         start, stop = manifest.features
         inside = sorted(f for f in wanted if start <= f < stop)
@@ -36,11 +46,12 @@ def attention_maps_of(record: DatasetRecord, dataset: str, credentials: str | No
                                    cfg.doc_stride, cfg.max_query_length)
             for f in inside:
                 inputs[f] = (shard.input_ids[f - start], shard.attention_mask[f - start], shard.token_type_ids[f - start])
+                questions[f] = squad.examples[shard.example_index[f - start]].question
     missing = wanted - set(inputs)
     if missing:
         raise InputError(f"{dataset}: features {sorted(missing)[:5]} are in no published shard")
     device = next(qa.model.parameters()).device
-    maps: dict[tuple[int, int, int], np.ndarray] = {}
+    maps: dict[tuple[int, int, int], Exemplar] = {}
     order = sorted(wanted)
     for i in range(0, len(order), batch):
         features = order[i:i + batch]
@@ -48,6 +59,7 @@ def attention_maps_of(record: DatasetRecord, dataset: str, credentials: str | No
         attention = attention_maps(qa.model, *stacked).float().cpu().numpy()
         for position, f in enumerate(features):
             length = int(inputs[f][1].sum())
+            tokens = qa.tokenizer.convert_ids_to_tokens(inputs[f][0][:length].tolist())
             for key in (k for k in keys if k[0] == f):
-                maps[key] = attention[position, key[1], key[2], :length, :length]
+                maps[key] = Exemplar(attention[position, key[1], key[2], :length, :length], tokens, questions[f])
     return [maps[key] for key in keys]

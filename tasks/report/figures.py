@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tasks.cluster.labels import NOISE
+from tasks.extract.exemplars import Exemplar
 from tasks.report.tables import layer_head_share, sizes_table
+
+TOKENS_SHOWN = 64  # token labels on an exemplar's axes up to this many tokens
 
 
 @dataclass
@@ -100,15 +104,26 @@ def plot_heatmaps(rows: pd.DataFrame, labels: np.ndarray, clusters: list[int], l
                   png_bytes(fig))
 
 
-def plot_exemplars(exemplars: dict[int, list[tuple[np.ndarray, str]]], name: str) -> Chart:
+def plot_exemplars(exemplars: dict[int, list[tuple[Exemplar, str]]], name: str) -> Chart:
+    """Each cluster's exemplar maps over the feature's real tokens only, the tokens on the axes where at most
+    TOKENS_SHOWN fit, the question in the caption."""
     width = max(len(v) for v in exemplars.values())
-    fig = Figure(figsize=(2.4 * width, 2.5 * len(exemplars)))
+    fig = Figure(figsize=(3.2 * width, 3.6 * len(exemplars)))
     axes = fig.subplots(len(exemplars), width, squeeze=False)
     for axes_row, (cluster, maps) in zip(axes, exemplars.items()):
         for ax in axes_row:
             ax.axis("off")
-        for ax, (attention, caption) in zip(axes_row, maps):
+        for ax, (exemplar, caption) in zip(axes_row, maps):
+            attention = exemplar.attention
             ax.imshow(attention, cmap="viridis", vmin=0, vmax=max(float(np.quantile(attention, 0.99)), 1e-12))
-            ax.set_title(f"{_cluster_title(cluster)}\n{caption}", fontsize=8)
-    return Chart(f"{name}_exemplars", f"{name}: attention maps nearest each cluster's centre (rows are queries; "
-                                       "colours saturate at each map's 99th percentile)", png_bytes(fig))
+            if len(exemplar.tokens) <= TOKENS_SHOWN:
+                ax.axis("on")
+                ticks = range(len(exemplar.tokens))
+                ax.set_xticks(ticks, exemplar.tokens, rotation=90, fontsize=4)
+                ax.set_yticks(ticks, exemplar.tokens, fontsize=4)
+            question = textwrap.shorten(exemplar.question, 60, placeholder="...")
+            ax.set_title(f"{_cluster_title(cluster)}\n{caption}, {len(exemplar.tokens)} tokens\nQ: {question}",
+                         fontsize=7)
+    return Chart(f"{name}_exemplars", f"{name}: attention maps nearest each cluster's centre, over the feature's "
+                                       "real tokens (rows are queries; colours saturate at each map's 99th "
+                                       "percentile)", png_bytes(fig))

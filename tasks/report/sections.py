@@ -11,6 +11,7 @@ import pandas as pd
 from tasks.cluster.labels import NOISE, cluster_sizes, nearest_to_centre
 from tasks.cluster.run import ClusteringRun
 from tasks.cluster.sample import Sample
+from tasks.extract.exemplars import Exemplar
 from tasks.report.figures import (
     Chart,
     plot_exemplars,
@@ -23,8 +24,8 @@ from tasks.report.figures import (
 )
 from tasks.report.tables import per_cluster_means
 
-# (feature_ids, layers, heads) -> one attention map per triple
-MapSource = Callable[[list[tuple[int, int, int]]], list[np.ndarray]]
+# (feature_ids, layers, heads) -> one exemplar (map, tokens, question) per triple
+MapSource = Callable[[list[tuple[int, int, int]]], list[Exemplar]]
 
 
 @dataclass
@@ -37,14 +38,14 @@ class Section:
 
 
 def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clusters: list[int], per_cluster: int,
-                  source: MapSource) -> dict[int, list[tuple[np.ndarray, str]]]:
-    """For each cluster, the recomputed maps of the rows nearest its centre, with captions."""
+                  source: MapSource) -> dict[int, list[tuple[Exemplar, str]]]:
+    """For each cluster, the recomputed exemplars of the rows nearest its centre, with captions."""
     nearest = nearest_to_centre(reduced, labels, per_cluster)
     chosen = {c: nearest[c] for c in clusters if c in nearest}
     picks = [(c, i) for c, rows in chosen.items() for i in rows]
     keys = sample.rows.iloc[[i for _, i in picks]]
     maps = source(list(zip(keys["feature_id"].tolist(), keys["layer"].tolist(), keys["head"].tolist())))
-    exemplars: dict[int, list[tuple[np.ndarray, str]]] = {c: [] for c in chosen}
+    exemplars: dict[int, list[tuple[Exemplar, str]]] = {c: [] for c in chosen}
     triples = zip(keys["feature_id"], keys["layer"], keys["head"])
     for (cluster, _), attention, (feature, layer, head) in zip(picks, maps, triples):
         exemplars[cluster].append((attention, f"feature {feature} L{layer} H{head}"))

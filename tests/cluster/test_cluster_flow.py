@@ -253,6 +253,14 @@ def test_full_flow_end_to_end_on_a_tiny_config(prefect_server, tmp_path):
     assert len(labels) == result["extraction"]["rows"]
     figures = {p.stem for p in (out / "figures").glob("*.png")}
     assert {"kmeans_exemplars", "dbscan_heatmaps", "pca_variance", "k_search", "dbscan_grid"} <= figures
+    assert {"heads_roles", "heads_consistency"} <= figures  # a format-3 dataset has the role statistics
+    heads = pd.read_parquet(out / "heads.parquet")
+    assert {"pattern", "roles", "qa_difference", "qa_q", "mean_answer_from_question"} <= set(heads.columns)
+    assert heads["qa_p"].between(0, 1).all() and heads["mean_answer_from_question"].notna().all()
+    findings = {f["key"]: f for f in result["clustering"]["findings"]}
+    assert {"dominant-cluster", "consistency", "roles", "agreement", "qa-heads", "stability"} <= set(findings)
+    assert findings["dominant-cluster"]["low"] <= findings["dominant-cluster"]["value"] <= findings["dominant-cluster"]["high"]
+    assert "unknown" not in (out / "report.html").read_text()  # the source file is known: contexts, answerability
 
 
 def test_dbscan_beyond_its_exact_rows_runs_dbscan_plus_plus_and_records_its_agreement(client, dataset):
