@@ -6,13 +6,14 @@ cluster gives satellite clusters with heads spread evenly."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from tasks.cluster.labels import NOISE, cluster_sizes
-from tasks.research.statistics import bootstrap_interval, feature_codes, normalised_entropy
+from tasks.research.statistics import bootstrap_interval, normalised_entropy
 
 
 class Finding(BaseModel):
@@ -39,9 +40,19 @@ class Rows:
     n_slots: int
     context: np.ndarray | None = None
 
+    @cached_property
+    def _features(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.unique(self.feature_id, return_inverse=True)
+
+    @property
+    def features(self) -> np.ndarray:
+        """The distinct feature ids, sorted."""
+        return self._features[0]
+
     @property
     def codes(self) -> np.ndarray:
-        return feature_codes(self.feature_id)
+        """Each row's feature as an index into `features`."""
+        return self._features[1]
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
@@ -83,8 +94,8 @@ def _small_cluster_numbers(rows: Rows, labels: np.ndarray, clusters: list[int], 
     head = top_share(rows.slot[inside], rows.n_slots)
     context = (top_share(rows.context[inside], int(rows.context.max()) + 1) if rows.context is not None
                else np.full(k, np.nan))
-    ids, codes = np.unique(rows.feature_id, return_inverse=True)
-    per_feature = np.bincount(m * len(ids) + codes[inside], weights=wi, minlength=k * len(ids)).reshape(k, len(ids))
+    ids = rows.features
+    per_feature = np.bincount(m * len(ids) + rows.codes[inside], weights=wi, minlength=k * len(ids)).reshape(k, len(ids))
     adjacent = np.diff(ids) == 1
     pairs = (per_feature[:, :-1] * per_feature[:, 1:])[:, adjacent].sum(axis=1)
     total = per_feature.sum(axis=1)

@@ -40,12 +40,14 @@ def slots(rows: pd.DataFrame, heads: int) -> np.ndarray:
     return rows["layer"].to_numpy(np.int64) * heads + rows["head"].to_numpy(np.int64)
 
 
-def head_cluster_counts(slot: np.ndarray, labels: np.ndarray, n_slots: int, weights: np.ndarray | None = None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def head_cluster_counts(slot: np.ndarray, labels: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
     """(counts (n_slots, clusters), the cluster labels in column order, noise -1 first when present)."""
     ids, codes = np.unique(labels, return_inverse=True)
-    counts = np.bincount(slot * len(ids) + codes, weights=weights, minlength=n_slots * len(ids))
-    return counts.reshape(n_slots, len(ids)), ids
+    return _counts(slot * len(ids) + codes, n_slots, len(ids)), ids
+
+
+def _counts(cells: np.ndarray, n_slots: int, clusters: int, weights: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(cells, weights=weights, minlength=n_slots * clusters).reshape(n_slots, clusters)
 
 
 def consistency(counts: np.ndarray) -> np.ndarray:
@@ -94,11 +96,13 @@ def heads_table(rows: pd.DataFrame, labels: dict[str, np.ndarray], statistics: l
         table["pattern_share"] = counts.max(axis=1) / np.maximum(1, counts.sum(axis=1))
     codes = feature_codes(rows["feature_id"].to_numpy())
     for name, values in labels.items():
-        counts, ids = head_cluster_counts(slot, values, n_slots)
+        ids, clusters = np.unique(values, return_inverse=True)
+        cells = slot * len(ids) + clusters
+        counts = _counts(cells, n_slots, len(ids))
         table[f"dominant_{name}"] = ids[counts.argmax(axis=1)]
         table[f"dominant_share_{name}"] = counts.max(axis=1) / np.maximum(1, counts.sum(axis=1))
         estimate, low, high = bootstrap_interval(
-            lambda w, values=values: consistency(head_cluster_counts(slot, values, n_slots, w)[0]), codes,
+            lambda w, cells=cells, k=len(ids): consistency(_counts(cells, n_slots, k, w)), codes,
             resampling.bootstrap, resampling.seed)
         table[f"consistency_{name}"], table[f"consistency_{name}_low"], table[f"consistency_{name}_high"] = (
             estimate, low, high)
