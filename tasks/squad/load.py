@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import io
 import json
+import lzma
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+
+from fsspec.utils import infer_compression
 
 from tasks.config import EMBEDDED_SAMPLE, ExtractConfig
 from tasks.errors import InputError
@@ -67,12 +73,31 @@ def load_squad(source: str, options: dict | None = None, max_context_chars: int 
     return parse_squad(raw, source, max_context_chars)
 
 
-def parse_squad(raw: bytes, source: str, max_context_chars: int = MAX_CONTEXT_CHARS) -> SquadFile:
-    """Decodes and validates SQuAD v2 bytes; `source` names the file in errors."""
+def decompressed(raw: bytes, source: str) -> bytes:
+    """The bytes of a .gz, .bz2, .xz or .zst file decompressed (by its name's extension); others as they are."""
+    compression = infer_compression(source)
+    if compression is None:
+        return raw
     try:
-        text = raw.decode("utf-8")
+        if compression == "zstd":
+            import zstandard
+
+            return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
+        return {"gzip": gzip.decompress, "bz2": bz2.decompress, "xz": lzma.decompress}[compression](raw)
+    except KeyError:
+        raise SquadFormatError(f"{source}: {compression}-compressed files are not read (use .gz, .bz2, .xz or .zst)") from None
+    except Exception as exc:
+        raise SquadFormatError(f"{source}: not a valid {compression} file ({exc})") from None
+
+
+def parse_squad(raw: bytes, source: str, max_context_chars: int = MAX_CONTEXT_CHARS) -> SquadFile:
+    """Decompresses (by extension), decodes (UTF-8, with or without a byte-order mark) and validates SQuAD v2
+    bytes; `source` names the file in errors; the sha256 is of the bytes as stored."""
+    data = decompressed(raw, source)
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SquadFormatError(f"{source}: not UTF-8 text (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from exc
+        raise SquadFormatError(f"{source}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from exc
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

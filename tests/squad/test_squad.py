@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import bz2
 import copy
+import gzip
+import hashlib
 import json
+import lzma
 
 import fsspec
 import numpy as np
 import pytest
+import zstandard
 
 from tasks.squad.features import plan_shards, shard_features, tokenize
 from tasks.squad.load import (
@@ -161,3 +166,23 @@ def test_validation_does_not_mutate_and_keeps_file_order():
     assert document == before
     expected = [qa["id"] for a in document["data"] for p in a["paragraphs"] for qa in p["qas"]]
     assert [e.question_id for e in parsed.examples] == expected
+
+
+@pytest.mark.parametrize("suffix, compress", [
+    (".json.gz", gzip.compress), (".json.bz2", bz2.compress), (".json.xz", lzma.compress),
+    (".json.zst", lambda data: zstandard.ZstdCompressor().compress(data)), (".json", lambda data: b"\xef\xbb\xbf" + data),
+], ids=["gzip", "bz2", "xz", "zstd", "utf-8 with BOM"])
+def test_compressed_files_and_a_byte_order_mark_read_as_the_plain_file(suffix, compress, tmp_path):
+    path = tmp_path / f"squad{suffix}"
+    path.write_bytes(compress(SAMPLE_BYTES))
+    loaded, plain = load_squad(str(path)), parse_squad(SAMPLE_BYTES, "plain.json")
+    assert loaded.examples == plain.examples
+    assert loaded.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()  # the file as stored
+
+
+def test_a_corrupt_compressed_file_is_named_in_one_line(tmp_path):
+    path = tmp_path / "squad.json.gz"
+    path.write_bytes(gzip.compress(SAMPLE_BYTES)[:-40])
+    with pytest.raises(SquadFormatError, match=r"squad.json.gz: not a valid gzip file") as raised:
+        load_squad(str(path))
+    assert "\n" not in str(raised.value)
