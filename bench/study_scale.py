@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import psutil
 from cluster_scale import GB, TreeMemory
-from synthetic import HEADS, LAYERS, LATENT, _latent, planted_groups
+from synthetic import HEADS, LATENT, LAYERS, _latent, planted_groups
 
 from tasks.extract.maps import STATISTICS
 from tasks.research.heads import Resampling

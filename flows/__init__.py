@@ -1,0 +1,24 @@
+"""The Prefect flows. Importing the package makes Prefect's run loggers log an input error
+(tasks.errors.InputError: a bad file, flag or dataset) as its one line, without a traceback, so that a
+deployment run that fails on bad input says why in one line; every other exception keeps its traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from tasks.errors import InputError
+
+
+class InputErrorsInOneLine(logging.Filter):
+    """Drops the traceback of a log record about an InputError and states the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if isinstance(record.exc_info, tuple) else None
+        if isinstance(error, InputError):
+            record.exc_info, record.exc_text = None, None
+            record.msg, record.args = "input error: %s", (error,)
+        return True
+
+
+for _name in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(_name).addFilter(InputErrorsInOneLine())

@@ -21,10 +21,10 @@ from tasks.cluster.cpu import CpuBackend
 from tasks.cluster.dask_cluster import dask_cluster
 from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.run import ClusteringRun, run_clustering
-from tasks.cluster.sample import Sample, SampleSpec, load_sample, select_manifests
+from tasks.cluster.sample import Sample, SampleSpec, load_sample
 from tasks.config import ClusterConfig
-from tasks.errors import InputError
 from tasks.extract.exemplars import attention_maps_of
+from tasks.preflight import check_cluster, check_statistic
 from tasks.report.html import data_uri
 from tasks.report.outputs import write_outputs
 from tasks.report.research import findings_section
@@ -38,6 +38,7 @@ from tasks.research.study import Study, StudySettings, run_study
 from tasks.storage.dataset import dataset_record, newest_complete
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest
+from tasks.storage.shards import select_manifests
 
 
 @task(name="load-sample", cache_policy=NO_CACHE)
@@ -118,9 +119,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
         config = config.model_copy(update={"dataset": dataset.url})
         log.info("newest complete dataset: %s", dataset.url)
     record = dataset_record(dataset)
-    if config.qa_statistic not in record.statistics:
-        raise InputError(f"--qa-statistic: {config.qa_statistic!r} is not a statistic of {dataset.url} "
-                         f"({', '.join(record.statistics)})")
+    check_statistic(config, record, dataset.url)
     manifests = select_manifests(dataset, record, config.shards)
     with dask_cluster(config.scheduler, config.backend, config.n_workers) as compute:
         log.info("compute: %s", compute.description)
@@ -151,7 +150,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(ClusterConfig, __doc__.splitlines()[0], argv)
-    result = run_or_exit(cluster, config)
+    result = run_or_exit(cluster, config, check=check_cluster)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

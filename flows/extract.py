@@ -31,6 +31,7 @@ from tasks.extract.plan import (
     resolve_compile,
 )
 from tasks.extract.shard import extract_shard
+from tasks.preflight import check_extract
 from tasks.squad.features import ShardPlan
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest
@@ -146,7 +147,7 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(ExtractConfig, __doc__.splitlines()[0], argv)
-    summary = run_or_exit(extract, config)
+    summary = run_or_exit(extract, config, check=check_extract)
     print(f"Dataset: {summary['dest']} ({summary['shards']} shards, {summary['rows']} rows, "
           f"{summary['extracted_now']} extracted now, maps/s {summary['maps_per_second']})")
     return summary

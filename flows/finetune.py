@@ -26,7 +26,8 @@ from tasks.config import FinetuneConfig
 from tasks.extract.qa_model import QAModel, load_qa_model
 from tasks.finetune.evaluate import evaluate
 from tasks.finetune.train import TrainingResult, save_model, train
-from tasks.squad.load import SquadFile, load_squad
+from tasks.preflight import check_finetune
+from tasks.squad.load import SquadFile, cached_squad
 from tasks.storage.credentials import storage_options
 from tasks.storage.location import Location
 
@@ -42,7 +43,7 @@ def check_output_task(config: FinetuneConfig) -> None:
 
 @task(name="load-squad", task_run_name="load {source}", cache_policy=NO_CACHE, **RETRIES)
 def load_squad_task(source: str, credentials: str | None) -> SquadFile:
-    return load_squad(source, storage_options(source, credentials))
+    return cached_squad(source, credentials)
 
 
 @task(name="load-model", cache_policy=NO_CACHE, **RETRIES)
@@ -112,7 +113,7 @@ def finetune(config: FinetuneConfig = FinetuneConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(FinetuneConfig, __doc__.splitlines()[0], argv)
-    record = run_or_exit(finetune, config)
+    record = run_or_exit(finetune, config, check=check_finetune)
     metrics = record["metrics"]
     print(f"{'Evaluated' if config.evaluate_only else 'Model'}: {record['out']} (exact {metrics['exact']:.2f}, f1 {metrics['f1']:.2f} on {metrics['total']} "
           f"questions; metrics.json there)")

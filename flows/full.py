@@ -15,6 +15,7 @@ from flows.cluster import cluster
 from flows.extract import extract
 from tasks.cli import configs_from_args, run_or_exit
 from tasks.config import ClusterConfig, ExtractConfig
+from tasks.preflight import check_full
 
 
 @flow(name="full")
@@ -28,7 +29,7 @@ def full(extraction: ExtractConfig = ExtractConfig(), clustering: ClusterConfig 
 def main(argv: Sequence[str] | None = None) -> dict:
     extraction, clustering = configs_from_args([ExtractConfig, ClusterConfig], __doc__.splitlines()[0], argv,
                                                exclude=["dataset", "newest"])
-    result = run_or_exit(full, extraction, clustering)
+    result = run_or_exit(full, extraction, clustering, check=check_full)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

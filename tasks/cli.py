@@ -83,9 +83,16 @@ def config_from_args(model: type[Config], description: str, argv: Sequence[str] 
     return configs_from_args([model], description, argv)[0]
 
 
-def run_or_exit(flow: Callable[..., Result], *configs: BaseModel) -> Result:
-    """Runs a flow from the command line: bad input ends the process with one line, `error: ...`, status 1."""
+INPUT_ERROR_STATUS = 2
+
+
+def run_or_exit(flow: Callable[..., Result], *configs: BaseModel, check: Callable[..., None] | None = None) -> Result:
+    """Runs a flow from the command line after `check` (the inputs, before anything starts): bad input, found by
+    the check or later, ends the process with one line on stderr, `error: ...`, status 2."""
     try:
+        if check is not None:
+            check(*configs)
         return flow(*configs)
     except InputError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(INPUT_ERROR_STATUS)

@@ -4,15 +4,20 @@ error naming the file or URL, the place and the problem, and leaves no output be
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from tiny import tiny_flags
+from tiny import REPO, tiny_flags
 
 from flows.extract import main
 from tasks.squad.load import embedded_sample_path
 
 SAMPLE = json.loads(Path(embedded_sample_path()).read_text())
+DATASET_V1 = REPO / "tests" / "data" / "dataset-v1"
 
 
 def _edited(edit) -> bytes:
@@ -66,9 +71,58 @@ def test_each_bad_input_gives_one_clear_error_and_no_output(case, prefect_server
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    message = str(exit_.value.code)
-    assert message.startswith("error: ") and "\n" not in message
+    assert exit_.value.code == 2
+    errors = capsys.readouterr().err
+    assert "Traceback" not in errors
+    message = errors.strip().splitlines()[-1]
+    assert message.startswith("error: ")
     for fragment in fragments:
         assert fragment in message
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "no output left behind"
     assert source.read_bytes() == (contents if contents is not None else Path(embedded_sample_path()).read_bytes())
+
+
+SOURCE_CASES = {
+    "invalid JSON": (["extract"], b'{"data": [}', ["train.json: invalid JSON at line 1"]),
+    "HTML instead of JSON": (["extract"], b"<html><body>Not found</body></html>", ["train.json: invalid JSON"]),
+    "empty file": (["full"], b"", ["train.json: invalid JSON"]),
+    "no data key": (["finetune", "--evaluate-only", "--dev", "{source}"], b'{"version": "v2.0"}',
+                    ["train.json: missing key 'data'"]),
+}
+
+
+@pytest.mark.parametrize("case", SOURCE_CASES, ids=list(SOURCE_CASES))
+def test_a_bad_source_is_refused_before_anything_starts(case, tmp_path):
+    command, contents, fragments = SOURCE_CASES[case]
+    source = tmp_path / "train.json"
+    source.write_bytes(contents)
+    argv = [flag.format(source=source) for flag in command] + ["--dest" if command[0] != "finetune" else "--out",
+                                                              str(tmp_path / "out")]
+    if command[0] != "finetune":
+        argv += ["--source", str(source)]
+    done = atlas(argv, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: "), done.stderr
+    assert all(fragment in done.stderr for fragment in fragments), done.stderr
+    assert "prefect" not in done.stderr.lower() and done.stdout == ""  # no server, no flow run, nothing else said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json"], "nothing written"
+
+
+def test_bad_cluster_flags_are_refused_before_anything_starts(tmp_path):
+    missing = atlas(["cluster", "--dataset", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")], tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and missing.stderr.count("\n") == 1
+    assert "nowhere" in missing.stderr and "dataset.json" in missing.stderr
+    gpu = atlas(["cluster", "--dataset", str(DATASET_V1), "--backend", "gpu", "--out", str(tmp_path / "out")], tmp_path)
+    assert gpu.returncode == 2 and gpu.stderr.startswith("error: --backend gpu: no GPU is visible"), gpu.stderr
+    statistic = atlas(["cluster", "--dataset", str(DATASET_V1), "--qa-statistic", "nonsense"], tmp_path)
+    assert statistic.returncode == 2 and "--qa-statistic: 'nonsense' is not a statistic of" in statistic.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def atlas(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """The `atlas` command in a fresh process; the seconds to its end are printed for the test log."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "flows.cli", *argv], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    print(f"atlas {' '.join(argv[:1])}: exit {done.returncode} after {time.perf_counter() - started:.1f} s")
+    return done

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 from distributed import Client, LocalCluster
 
-Backend = Literal["auto", "cpu", "gpu"]
-
-
-GPU_MODULES = ("cudf", "cuml", "dask_cudf", "dask_cuda")
+from tasks.cluster.gpus import Backend, choose_backend, gpu_extra_installed, visible_gpus
 
 
 @dataclass
@@ -25,26 +20,6 @@ class Compute:
     client: Client
     gpu: bool
     description: str
-
-
-def gpu_extra_installed() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in GPU_MODULES)
-
-
-def visible_gpus() -> int:
-    """Number of GPUs this process can use (0 without the gpu extra)."""
-    if not gpu_extra_installed():
-        return 0
-    from dask_cuda.utils import get_n_gpus
-
-    return get_n_gpus()
-
-
-def choose_backend(backend: Backend, gpus: int) -> bool:
-    """True for the GPU backend. 'gpu' without GPUs is an error rather than a silent CPU run."""
-    if backend == "gpu" and gpus == 0:
-        raise RuntimeError("backend 'gpu' asked for, but no GPU is visible or the gpu extra is not installed")
-    return backend == "gpu" or (backend == "auto" and gpus > 0)
 
 
 def _workers_have_gpus(client: Client) -> bool:

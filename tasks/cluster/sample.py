@@ -22,9 +22,9 @@ from tasks.errors import InputError
 from tasks.storage.faults import retrying
 from tasks.storage.location import Location
 from tasks.storage.reading import BytesRead, read_rows
-from tasks.storage.records import DatasetRecord, Manifest
+from tasks.storage.records import Manifest
 from tasks.storage.rows import embedding_matrix
-from tasks.storage.shards import ShardError, published_manifests
+from tasks.storage.shards import ShardError
 
 KEYS = ("feature_id", "question_id", "span", "layer", "head")
 FIT_GROUP_ROWS = 4  # the fit sample is drawn from row groups holding this many times its rows
@@ -80,18 +80,6 @@ class Sample:
         """Each part's keys, fetched from the workers one at a time."""
         for part in self.key_parts:
             yield part.result()
-
-
-def select_manifests(dataset: Location, record: DatasetRecord, shards: list[int] | None) -> list[Manifest]:
-    """Manifests of the published shards to read, in shard order; asking for an unpublished shard is an error."""
-    published = published_manifests(dataset, record.fingerprint)
-    if not published:
-        raise InputError(f"{dataset.url}: no published shards")
-    wanted = sorted(published) if shards is None else sorted(shards)
-    missing = [s for s in wanted if s not in published]
-    if missing:
-        raise InputError(f"{dataset.url}: shards {missing} are not published (published: {sorted(published)})")
-    return [published[s] for s in wanted]
 
 
 def uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int) -> np.ndarray:

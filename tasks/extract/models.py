@@ -15,7 +15,7 @@ from tasks.device import resolve_device
 from tasks.extract.encoder import Encoder, build_encoder
 from tasks.extract.inference import InferenceEncoder
 from tasks.extract.qa_model import QAModel, load_qa_model
-from tasks.squad.load import SquadFile, load_squad
+from tasks.squad.load import SquadFile, cached_squad
 from tasks.storage.credentials import storage_options
 
 _loading = threading.Lock()  # models and inputs load once per process, also when shard tasks run in threads
@@ -78,12 +78,7 @@ def compute_slot(device: torch.device) -> threading.Lock:
         return _compute_slots.setdefault(str(device), threading.Lock())
 
 
-@functools.lru_cache(maxsize=2)
-def _squad_file(source: str, credentials: str | None, max_context_chars: int) -> SquadFile:
-    return load_squad(source, storage_options(source, credentials), max_context_chars)
-
-
 def squad_file(cfg: ExtractConfig) -> SquadFile:
     """The validated SQuAD file of `cfg`, read once per process."""
     with _loading:
-        return _squad_file(cfg.source, cfg.credentials, cfg.max_context_chars)
+        return cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)

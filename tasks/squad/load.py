@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import hashlib
 import io
@@ -16,6 +17,7 @@ from fsspec.utils import infer_compression
 
 from tasks.config import EMBEDDED_SAMPLE, ExtractConfig
 from tasks.errors import InputError
+from tasks.storage.credentials import storage_options
 from tasks.storage.faults import is_transient
 from tasks.storage.location import Location
 
@@ -55,6 +57,13 @@ def embedded_sample_path() -> str:
 def resolve_source(source: str) -> str:
     """Maps the 'embedded' alias to the shipped sample; leaves paths and URLs as they are."""
     return embedded_sample_path() if source == EMBEDDED_SAMPLE else source
+
+
+@functools.lru_cache(maxsize=2)
+def cached_squad(source: str, credentials: str | None, max_context_chars: int = MAX_CONTEXT_CHARS) -> SquadFile:
+    """load_squad with the storage options of `credentials` (a Prefect block's name, None for the
+    environment's), read once per process: the checks before a run and the run share the read."""
+    return load_squad(source, storage_options(source, credentials), max_context_chars)
 
 
 def load_squad(source: str, options: dict | None = None, max_context_chars: int = MAX_CONTEXT_CHARS) -> SquadFile:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from tasks.errors import InputError
 from tasks.storage.location import Location
-from tasks.storage.records import Manifest
+from tasks.storage.records import DatasetRecord, Manifest
 from tasks.storage.writer import footer_sha256
 
 
@@ -104,3 +104,15 @@ def published_manifests(dest: Location, fingerprint: str) -> dict[int, Manifest]
         if manifest is not None and manifest.fingerprint == fingerprint:
             manifests[manifest.shard] = manifest
     return manifests
+
+
+def select_manifests(dataset: Location, record: DatasetRecord, shards: list[int] | None) -> list[Manifest]:
+    """Manifests of the published shards to read, in shard order; asking for an unpublished shard is an error."""
+    published = published_manifests(dataset, record.fingerprint)
+    if not published:
+        raise InputError(f"{dataset.url}: no published shards")
+    wanted = sorted(published) if shards is None else sorted(shards)
+    missing = [s for s in wanted if s not in published]
+    if missing:
+        raise InputError(f"{dataset.url}: shards {missing} are not published (published: {sorted(published)})")
+    return [published[s] for s in wanted]

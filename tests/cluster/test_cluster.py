@@ -12,11 +12,13 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from tasks.cluster.cpu import CpuBackend, kmeans_fit
-from tasks.cluster.dask_cluster import choose_backend, dask_cluster
+from tasks.cluster.dask_cluster import dask_cluster
 from tasks.cluster.dbscan import DensitySettings
+from tasks.cluster.gpus import choose_backend
 from tasks.cluster.labels import NOISE, inertia
 from tasks.cluster.reducer import fit_reducer
 from tasks.cluster.run import dbscan_grid, k_search, kmeans_fits, recluster_largest, suggest_eps
+from tasks.errors import InputError
 
 EXACT = DensitySettings(budget_bytes=2**30, exact_rows=10_000, core_sample=1_000, seed=0)
 
@@ -134,7 +136,7 @@ def test_backend_choice(backend_name, gpus, expected):
 
 
 def test_gpu_backend_asked_for_without_gpu_is_an_error():
-    with pytest.raises(RuntimeError, match="no GPU is visible or the gpu extra is not installed"):
+    with pytest.raises(InputError, match="--backend gpu: no GPU is visible, or the gpu extra is not installed"):
         choose_backend("gpu", 0)
 
 

@@ -25,7 +25,6 @@ from tasks.cluster.run import run_clustering
 from tasks.cluster.sample import (
     SampleSpec,
     load_sample,
-    select_manifests,
 )
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.errors import InputError
@@ -33,7 +32,7 @@ from tasks.storage.dataset import dataset_record, ensure_dataset_record
 from tasks.storage.location import Location
 from tasks.storage.reading import read_shard
 from tasks.storage.rows import embedding_matrix, row_schema, rows_table
-from tasks.storage.shards import ShardError, publish_shard, staging_dir
+from tasks.storage.shards import ShardError, publish_shard, select_manifests, staging_dir
 from tasks.storage.writer import ShardFileWriter
 
 LAYERS, HEADS, DIM, STATS = 6, 4, 16, ["entropy", "cls_mass"]

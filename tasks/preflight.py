@@ -1,0 +1,52 @@
+"""Checks of a flow's inputs in the command-line process, before any Prefect server, model or Dask cluster
+starts: each raises InputError with one line naming the file or flag and what is wrong."""
+
+from __future__ import annotations
+
+from tasks.cluster.gpus import choose_backend, visible_gpus
+from tasks.config import ClusterConfig, ExtractConfig, FinetuneConfig
+from tasks.errors import InputError
+from tasks.squad.load import cached_squad
+from tasks.storage.dataset import dataset_record
+from tasks.storage.location import Location
+from tasks.storage.records import DatasetRecord
+from tasks.storage.shards import select_manifests
+
+
+def check_extract(cfg: ExtractConfig) -> None:
+    """The SQuAD source reads and validates (kept for the flow: this process reads it once)."""
+    cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
+
+
+def check_backend(cfg: ClusterConfig) -> None:
+    if cfg.backend == "gpu" and cfg.scheduler is None:
+        choose_backend("gpu", visible_gpus())
+
+
+def check_cluster(cfg: ClusterConfig) -> None:
+    """The dataset has a dataset.json, the asked shards are published, the QA statistic exists; a GPU backend
+    has GPUs."""
+    check_backend(cfg)
+    if cfg.newest:
+        return  # the dataset is chosen among versions when the flow runs
+    dataset = Location.at(cfg.dataset, cfg.credentials)
+    record = dataset_record(dataset)
+    check_statistic(cfg, record, dataset.url)
+    select_manifests(dataset, record, cfg.shards)
+
+
+def check_statistic(cfg: ClusterConfig, record: DatasetRecord, url: str) -> None:
+    if cfg.qa_statistic not in record.statistics:
+        raise InputError(f"--qa-statistic: {cfg.qa_statistic!r} is not a statistic of {url} "
+                         f"({', '.join(record.statistics)})")
+
+
+def check_full(extraction: ExtractConfig, clustering: ClusterConfig) -> None:
+    check_extract(extraction)
+    check_backend(clustering)
+
+
+def check_finetune(cfg: FinetuneConfig) -> None:
+    """The evaluation file and, unless only evaluating, the training file read and validate."""
+    for source in [cfg.dev] + ([] if cfg.evaluate_only else [cfg.train]):
+        cached_squad(source, cfg.credentials)
