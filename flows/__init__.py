@@ -1,10 +1,12 @@
-"""The Prefect flows. Importing the package makes Prefect's run loggers log an input error
+"""The Prefect flows. Importing the package makes Prefect show the `tasks` package's log lines with its own
+(unless PREFECT_LOGGING_EXTRA_LOGGERS says otherwise), and makes Prefect's run loggers log an input error
 (tasks.errors.InputError: a bad file, flag or dataset) as its one line, without a traceback, so that a
 deployment run that fails on bad input says why in one line; every other exception keeps its traceback."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 from tasks.errors import InputError
 
@@ -20,5 +22,7 @@ class InputErrorsInOneLine(logging.Filter):
         return True
 
 
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+logging.getLogger("tasks").setLevel(logging.INFO)
 for _name in ("prefect.flow_runs", "prefect.task_runs"):
     logging.getLogger(_name).addFilter(InputErrorsInOneLine())

@@ -46,6 +46,8 @@ def config_parser(models: Sequence[type[BaseModel]], description: str, exclude: 
     """A parser with one flag per config field; a name shared by several configs is one flag that sets all
     of them. Unset flags keep the configs' defaults."""
     parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
+    parser.add_argument("--verbose", action="store_true", help="also show the libraries' own reports and progress "
+                        "bars (transformers' model load report, weight loading bars)")
     seen: set[str] = set(exclude)
     for model in models:
         for name, field in model.model_fields.items():
@@ -64,6 +66,10 @@ def configs_from_args(models: Sequence[type[BaseModel]], description: str, argv:
     """Parses flags into one validated config per model; invalid values exit with the flag named."""
     parser = config_parser(models, description, exclude)
     values = vars(parser.parse_args(argv))
+    if values.pop("verbose", False):
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_info()
     try:
         return [model(**{k: v for k, v in values.items() if k in model.model_fields}) for model in models]
     except ValidationError as exc:

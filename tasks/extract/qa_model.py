@@ -4,9 +4,12 @@ BERTs."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +18,8 @@ import torch
 from tasks.config import OFFLINE_MODEL
 from tasks.errors import InputError
 from tasks.storage.location import Location, cache_dir
+
+log = logging.getLogger(__name__)
 
 TINY_RANDOM_MODEL = "tiny-random-bert"
 
@@ -81,6 +86,38 @@ def fetch_model(url: str, options: dict | None = None) -> str:
     return str(target)
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers without its load report and progress bars, unless its verbosity was raised (--verbose)."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    if verbosity < logging.WARNING:
+        yield
+        return
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def loading_summary(name: str, info: dict) -> str:
+    """One line for what transformers' load report says: weights initialised anew, checkpoint weights unused."""
+    def heads(keys) -> str:
+        return ", ".join(sorted({key.rsplit(".", 1)[0] for key in keys}))
+
+    parts = [f"model '{name}' loaded"]
+    if info.get("missing_keys"):
+        parts.append(f"newly initialised (not in the checkpoint): {heads(info['missing_keys'])}")
+    if info.get("unexpected_keys"):
+        parts.append(f"unused checkpoint weights: {heads(info['unexpected_keys'])}")
+    return "; ".join(parts)
+
+
 def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options: dict | None = None,
                   attention: str = "eager") -> QAModel:
     """Loads a QA model, by default with eager attention (the only implementation that returns attention
@@ -104,11 +141,12 @@ def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options
             if "://" in path:
                 path = fetch_model(path, options)
             tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), quiet_transformers():
                 torch.manual_seed(seed)
-                model = AutoModelForQuestionAnswering.from_pretrained(
-                    path, revision=revision, attn_implementation=attention
+                model, info = AutoModelForQuestionAnswering.from_pretrained(
+                    path, revision=revision, attn_implementation=attention, output_loading_info=True
                 )
+            log.info("%s", loading_summary(name, info))
             identity["commit"] = getattr(model.config, "_commit_hash", None)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model '{name}': cannot load ({' '.join(str(exc).split())})") from exc

