@@ -128,6 +128,8 @@ def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig, 
     ks = [k for k in range(cfg.k_min, cfg.k_max + 1) if k < n]
     if not ks:
         raise InputError(f"--k-min/--k-max: no k in {cfg.k_min}..{cfg.k_max} below the {n} sampled rows")
+    if cfg.k is not None and cfg.k >= n:
+        raise InputError(f"--k: {cfg.k} clusters need more than the {n} sampled rows")
     seconds: dict[str, float] = {}
     with timed(seconds, "k search"):
         k_table, fits, chosen = k_search(backend, reduced, ks, cfg.seed, cfg.silhouette_sample, cfg.kmeans_rows)

@@ -152,6 +152,10 @@ def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options
         raise ModelLoadError(f"model '{name}': cannot load ({' '.join(str(exc).split())})") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"model '{name}': a fast tokenizer is needed for offsets and overflow windows")
+    if "token_type_ids" not in tokenizer.model_input_names:
+        raise ModelLoadError(f"model '{name}': its tokenizer gives no token_type_ids (as in the RoBERTa and DistilBERT "
+                             "families); the study needs a BERT-family model, whose segments (question, context) "
+                             "are typed")
     model.eval()
     config = model.config
     return QAModel(model, tokenizer, identity, config.num_hidden_layers, config.num_attention_heads)

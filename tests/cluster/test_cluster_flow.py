@@ -286,3 +286,13 @@ def test_a_stage_over_the_memory_budget_stops_the_run_at_once_in_one_line(prefec
     assert re.fullmatch(r"error: sample: [a-z ]+: [\d,]+ rows need about [\d.]+ [KM]B, over the memory budget of "
                         r"10.5 KB a process \(--memory-budget\); .*", message), message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"k_min": 100, "k_max": 120}, r"--k-min/--k-max: no k in 100..120 below the 72 sampled rows"),
+    ({"k": 500}, r"--k: 500 clusters need more than the 72 sampled rows"),
+])
+def test_a_k_beyond_the_sampled_rows_is_named(client, dataset, flags, message):
+    sample = _sample(client, dataset, SampleSpec("first", features_per_shard=1))
+    with pytest.raises(InputError, match=message):
+        run_clustering(CpuBackend(client), sample, ClusterConfig(pca_components=5, **flags), MemoryBudget(2**30))

@@ -172,3 +172,18 @@ def test_offline_model_has_real_weights_and_twelve_heads(capfd, caplog):
 def test_unknown_model_offline_is_a_clear_error():
     with pytest.raises(ModelLoadError, match="model 'no-such-org/no-such-model': cannot load"):
         load_qa_model("no-such-org/no-such-model")
+
+
+def test_a_model_without_token_types_is_refused_in_one_line(tmp_path):
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering, DistilBertTokenizerFast
+
+    from tasks.extract.qa_model import _offline_model_path
+
+    folder = tmp_path / "distilbert"
+    DistilBertForQuestionAnswering(DistilBertConfig(vocab_size=30522, dim=32, n_layers=1, n_heads=2,
+                                                    hidden_dim=64)).save_pretrained(folder)
+    DistilBertTokenizerFast.from_pretrained(_offline_model_path()).save_pretrained(folder)
+    with pytest.raises(ModelLoadError) as raised:
+        load_qa_model(str(folder))
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"model '{folder}': its tokenizer gives no token_type_ids")
