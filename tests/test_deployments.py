@@ -44,7 +44,7 @@ def deployed(tmp_path_factory):
                               stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     worker = None
     try:
-        wait_for_port(port, timeout=180)
+        wait_for_port(port, timeout=600)
         _prefect(env, "config", "view")  # the CLI reaches the server's settings
         for pool in ("atlas-cpu", "atlas-gpu"):
             _prefect(env, "work-pool", "create", pool, "--type", "process")

@@ -82,11 +82,11 @@ def heads_table(rows: pd.DataFrame, labels: dict[str, np.ndarray], statistics: l
     n_slots, slot = layers * heads, slots(rows, heads)
     table = pd.DataFrame({"layer": np.arange(n_slots) // heads, "head": np.arange(n_slots) % heads,
                           "rows": np.bincount(slot, minlength=n_slots)})
-    stats = rows[statistics].astype(np.float64)
+    stats = rows[statistics].astype(np.float32)  # as stored
     means, spreads = _by_head(stats, slot, n_slots, "mean"), _by_head(stats, slot, n_slots, "std")
     table = table.join(means.add_prefix("mean_")).join(spreads.add_prefix("std_"))
     if available_roles(statistics):
-        shares = _by_head(map_roles(stats, rules).astype(np.float64), slot, n_slots, "mean")
+        shares = _by_head(map_roles(stats, rules).astype(np.float32), slot, n_slots, "mean")
         table = table.join(shares.add_prefix("share_"))
         table["roles"] = head_roles(means, rules)
     if has_patterns(statistics):

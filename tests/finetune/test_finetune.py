@@ -4,9 +4,6 @@ the published model taken by evaluation and extraction, resumption after a kill,
 from __future__ import annotations
 
 import json
-import signal
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,20 +110,12 @@ def test_the_model_loads_from_object_storage(trained, object_stores):
     assert torch.equal(qa.model.state_dict()["qa_outputs.weight"], load_file(out / "model.safetensors")["qa_outputs.weight"])
 
 
-def _wait_for(path: Path, process, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, f"the run ended before {path} was written: {process.communicate()[1][-3000:]}"
-        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
-        time.sleep(0.05)
-
-
 def test_a_killed_fine_tune_resumes_from_its_last_checkpoint(tmp_path):
     flags = _flags(**TRAIN, max_steps=60, save_steps=5)
     killed = run_flow("finetune.py", *flags, "--out", str(tmp_path / "resumed"), wait=False)
-    _wait_for(tmp_path / "resumed" / "checkpoints" / "checkpoint-10" / "trainer_state.json", killed)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    checkpoint = tmp_path / "resumed" / "checkpoints" / "checkpoint-10" / "trainer_state.json"
+    killed.wait_until(checkpoint.exists, "checkpoint-10")
+    killed.kill()
     assert not (tmp_path / "resumed" / "metrics.json").exists()
 
     resumed = run_flow("finetune.py", *flags, "--out", str(tmp_path / "resumed"))

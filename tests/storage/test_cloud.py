@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import uuid
 
 import fsspec
@@ -116,7 +115,7 @@ def _killed_at(url: str, endpoint: str, upstream: str, target: str) -> tuple[lis
     with FaultProxy(upstream, hook=kill_on_target) as proxy:
         running["process"] = run_flow("extract.py", "--dest", url, *tiny_flags(), wait=False,
                                       **{endpoint: proxy.url})
-        running["process"].communicate(timeout=600)
+        running["process"].wait()
     return proxy.requests, running["process"].returncode
 
 
@@ -137,12 +136,8 @@ def test_a_run_killed_while_publishing_resumes_to_exactly_the_right_rows(target,
 def test_a_run_killed_mid_shard_resumes_to_exactly_the_right_rows(tmp_path, reference):
     dest = tmp_path / "dataset"
     process = run_flow("extract.py", "--dest", str(dest), *tiny_flags(), wait=False)
-    deadline = time.monotonic() + 300
-    while not list(dest.glob(".partial-*/shard-000001.parquet")):  # shard 1 is being written
-        assert process.poll() is None and time.monotonic() < deadline, "the run ended before shard 1 was computed"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.communicate(timeout=60)
+    process.wait_until(lambda: bool(list(dest.glob(".partial-*/shard-000001.parquet"))), "shard 1 being written")
+    process.kill()
     assert not (dest / "shard-000001.json").exists() and list(dest.glob(".partial-*"))
     rerun = run_flow("extract.py", "--dest", str(dest), *tiny_flags())
     assert rerun.returncode == 0, rerun.stderr[-3000:]
