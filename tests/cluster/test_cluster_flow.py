@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -276,13 +277,14 @@ def test_dbscan_beyond_its_exact_rows_runs_dbscan_plus_plus_and_records_its_agre
     assert (table.drop(index=-1, errors="ignore") > 0).sum(axis=1).max() == 1, "no DBSCAN++ cluster mixes layer groups"
 
 
-def test_a_stage_over_the_memory_budget_stops_the_run_at_once_in_one_line(prefect_server, dataset, tmp_path):
+def test_a_stage_over_the_memory_budget_stops_the_run_at_once_in_one_line(prefect_server, dataset, tmp_path, capsys):
     from flows.cluster import main
 
     with pytest.raises(SystemExit) as stopped:
         main(["--dataset", dataset, "--out", str(tmp_path / "out"), "--memory-budget", "0.00001", "--n-workers", "2",
               "--backend", "cpu"])
-    message = str(stopped.value.code)
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.fullmatch(r"error: sample: [a-z ]+: [\d,]+ rows need about [\d.]+ [KM]B, over the memory budget of "
                         r"10.5 KB a process \(--memory-budget\); .*", message), message
     assert not (tmp_path / "out").exists()
@@ -296,3 +298,12 @@ def test_a_k_beyond_the_sampled_rows_is_named(client, dataset, flags, message):
     sample = _sample(client, dataset, SampleSpec("first", features_per_shard=1))
     with pytest.raises(InputError, match=message):
         run_clustering(CpuBackend(client), sample, ClusterConfig(pca_components=5, **flags), MemoryBudget(2**30))
+
+
+def test_an_input_error_inside_a_run_is_logged_in_one_line(prefect_server, tmp_path, caplog):
+    with pytest.raises(InputError):
+        cluster(ClusterConfig(dataset=str(tmp_path / "nowhere"), out=str(tmp_path / "out")))
+    errors = [r for r in caplog.records if r.name.startswith("prefect.flow_runs") and r.levelno >= logging.ERROR]
+    assert errors and all(r.exc_info is None and r.exc_text is None for r in errors), "no traceback logged"
+    assert any(r.getMessage().startswith("input error: ") and "no dataset.json" in r.getMessage() for r in errors)
+    assert "Traceback" not in caplog.text
