@@ -39,7 +39,8 @@ class Study:
 
 def _ci(numbers: tuple, percent: bool = False) -> str:
     value, low, high = (float(x) for x in numbers)
-    return f"{value:.1%} (95% CI {low:.1%}-{high:.1%})" if percent else f"{value:.2f} (95% CI {low:.2f}-{high:.2f})"
+    return (f"{value:.1%} (95% CI {low:.1%} to {high:.1%})" if percent
+            else f"{value:.2f} (95% CI {low:.2f} to {high:.2f})")
 
 
 def _finding(key: str, text: str, numbers: tuple | None, evidence: str) -> Finding:
