@@ -167,7 +167,7 @@ def test_no_permission_fails_at_once_with_one_clear_error_and_writes_nothing(who
     url = f"s3://locked/{uuid.uuid4().hex}"
     result = run_flow("extract.py", "--dest", url, *tiny_flags(model="no-such-org/no-such-model"),
                       **_as(server, user))
-    assert result.returncode == 1
+    assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr[-3000:]
     assert errors[0].startswith(f"error: {url}: cannot write: permission denied or credentials rejected ("), \
