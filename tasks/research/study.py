@@ -53,9 +53,10 @@ def original_findings(rows: Rows, labels: dict[str, np.ndarray], s: StudySetting
     boot, seed = s.resampling.bootstrap, s.resampling.seed
     dbscan = labels["dbscan"]
     first = dominant_cluster(rows, dbscan, boot, seed)
+    noise = (f"against {_ci(first['noise_layer'])} for the noise (the noise minus the dominant cluster: "
+             f"{_ci(first['layer_gap'])} layers)" if np.isfinite(first["noise_layer"][0]) else "and no row is noise")
     findings = [_finding("dominant-cluster", f"DBSCAN leaves one dominant cluster holding {_ci(first['share'], True)} of "
-                         f"the rows; its rows' mean layer is {_ci(first['layer'])} against {_ci(first['noise_layer'])} "
-                         f"for the noise (the noise minus the dominant cluster: {_ci(first['layer_gap'])} layers).",
+                         f"the rows; its rows' mean layer is {_ci(first['layer'])} {noise}.",
                          first["share"], "section dbscan; heads.parquet (dominant_dbscan)")]
     table, shares = small_clusters(rows, dbscan, s.small_clusters, boot, seed)
     if shares:

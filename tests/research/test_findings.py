@@ -90,3 +90,14 @@ def test_heads_table_consistency_dominant_cluster_and_qa_test():
     long = head_clusters_table(rows, labels, LAYERS, HEADS)
     assert np.allclose(long.groupby(["clustering", "layer", "head"])["share"].sum(), 1)
     assert long["rows"].sum() == 2 * len(rows)
+
+
+def test_findings_read_as_sentences_without_noise():
+    from tasks.research.study import StudySettings, original_findings
+
+    rows = _rows()
+    labels = {"dbscan": np.where(rows["layer"] <= 3, 0, 1)}  # two clusters, no noise
+    settings = StudySettings(RoleRules(), Resampling(50, 100, 0), stability_resamples=2, kmeans_rows=10_000)
+    findings, _ = original_findings(_facts_rows(rows), labels, settings)
+    assert findings[0].key == "dominant-cluster" and "no row is noise" in findings[0].text
+    assert " nan " not in findings[0].text and findings[0].value == pytest.approx(4 / 6)
