@@ -23,6 +23,7 @@ class InputErrorsInOneLine(logging.Filter):
 
 
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # tasks log outside runs too
 logging.getLogger("tasks").setLevel(logging.INFO)
 for _name in ("prefect.flow_runs", "prefect.task_runs"):
     logging.getLogger(_name).addFilter(InputErrorsInOneLine())
