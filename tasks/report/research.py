@@ -57,8 +57,7 @@ def plot_heads_consistency(heads: pd.DataFrame, clusterings: list[str], layers: 
 
 def findings_section(study: Study, layers: int, n_heads: int) -> Section:
     """"Findings": numbered sentences, each with its number and interval, then the heads grids and tables."""
-    clusterings = [c.removeprefix("consistency_") for c in study.heads.columns
-                   if c.startswith("consistency_") and not c.endswith(("_low", "_high"))]
+    clusterings = list(dict.fromkeys(study.head_clusters["clustering"]))
     figures = [plot_heads_consistency(study.heads, clusterings, layers, n_heads)]
     if "pattern" in study.heads:
         figures.insert(0, plot_heads_patterns(study.heads, layers, n_heads))

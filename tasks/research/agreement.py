@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from tasks.research.heads import slots
 from tasks.research.roles import PATTERNS, RoleRules, has_patterns, pattern_codes
 
 
 def row_references(rows: pd.DataFrame, statistics: list[str], heads: int, rules: RoleRules) -> dict[str, np.ndarray]:
     """What each row is, as labels: its head, its layer, and its pattern class where the dataset has the
     statistics it needs."""
-    references = {"head": rows["layer"].to_numpy(np.int64) * heads + rows["head"].to_numpy(np.int64),
-                  "layer": rows["layer"].to_numpy(np.int64)}
+    references = {"head": slots(rows, heads), "layer": rows["layer"].to_numpy(np.int64)}
     if has_patterns(statistics):
         references["pattern"] = pattern_codes(rows[statistics], rules)
     return references

@@ -12,10 +12,8 @@ from tasks.research.roles import (
     PATTERNS,
     RoleRules,
     available_roles,
-    has_patterns,
     head_roles,
     map_roles,
-    pattern_codes,
 )
 from tasks.research.statistics import (
     benjamini_hochberg,
@@ -40,10 +38,11 @@ def slots(rows: pd.DataFrame, heads: int) -> np.ndarray:
     return rows["layer"].to_numpy(np.int64) * heads + rows["head"].to_numpy(np.int64)
 
 
-def head_cluster_counts(slot: np.ndarray, labels: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """(counts (n_slots, clusters), the cluster labels in column order, noise -1 first when present)."""
+def head_cluster_cells(slot: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the cluster labels in column order, noise -1 first when present; each row's (head, cluster) cell, an
+    index into a (heads, clusters) table laid out flat)."""
     ids, codes = np.unique(labels, return_inverse=True)
-    return _counts(slot * len(ids) + codes, n_slots, len(ids)), ids
+    return ids, slot * len(ids) + codes
 
 
 def _counts(cells: np.ndarray, n_slots: int, clusters: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -59,7 +58,8 @@ def head_clusters_table(rows: pd.DataFrame, labels: dict[str, np.ndarray], layer
     """Long table: layer, head, clustering, cluster, rows, share (of the head's rows), one row per non-empty cell."""
     slot, parts = slots(rows, heads), []
     for name, values in labels.items():
-        counts, ids = head_cluster_counts(slot, values, layers * heads)
+        ids, cells = head_cluster_cells(slot, values)
+        counts = _counts(cells, layers * heads, len(ids))
         s, c = np.nonzero(counts)
         parts.append(pd.DataFrame({"layer": s // heads, "head": s % heads, "clustering": name, "cluster": ids[c],
                                    "rows": counts[s, c].astype(np.int64),
@@ -73,12 +73,13 @@ def _by_head(values: pd.DataFrame, slot: np.ndarray, n_slots: int, how: str) -> 
 
 def heads_table(rows: pd.DataFrame, labels: dict[str, np.ndarray], statistics: list[str], layers: int, heads: int,
                 rules: RoleRules, resampling: Resampling, answerable: np.ndarray | None = None,
-                qa_statistic: str = "cls_mass") -> pd.DataFrame:
+                qa_statistic: str = "cls_mass", patterns: np.ndarray | None = None) -> pd.DataFrame:
     """One row per (layer, head): rows; mean_ and std_ of each statistic; share_ of its maps meeting each role
     rule; roles (Clark's rule on the mean masses); pattern (its most common Kovaleva class) and pattern_share;
     per clustering: dominant_, dominant_share_, consistency_ with its bootstrap interval (_low, _high); with
     `answerable` (a bool per row, NaN-free): qa_difference (mean `qa_statistic` over answerable rows minus
-    unanswerable), its permutation p-value and the Benjamini-Hochberg q-value over the heads."""
+    unanswerable), its permutation p-value and the Benjamini-Hochberg q-value over the heads. `patterns`: each
+    row's pattern code (roles.pattern_codes), None where the dataset lacks the statistics the patterns need."""
     n_slots, slot = layers * heads, slots(rows, heads)
     table = pd.DataFrame({"layer": np.arange(n_slots) // heads, "head": np.arange(n_slots) % heads,
                           "rows": np.bincount(slot, minlength=n_slots)})
@@ -89,15 +90,14 @@ def heads_table(rows: pd.DataFrame, labels: dict[str, np.ndarray], statistics: l
         shares = _by_head(map_roles(stats, rules).astype(np.float32), slot, n_slots, "mean")
         table = table.join(shares.add_prefix("share_"))
         table["roles"] = head_roles(means, rules)
-    if has_patterns(statistics):
-        counts = np.bincount(slot * len(PATTERNS) + pattern_codes(stats, rules),
+    if patterns is not None:
+        counts = np.bincount(slot * len(PATTERNS) + patterns,
                              minlength=n_slots * len(PATTERNS)).reshape(n_slots, len(PATTERNS))
         table["pattern"] = np.asarray(PATTERNS)[counts.argmax(axis=1)]
         table["pattern_share"] = counts.max(axis=1) / np.maximum(1, counts.sum(axis=1))
     codes = feature_codes(rows["feature_id"].to_numpy())
     for name, values in labels.items():
-        ids, clusters = np.unique(values, return_inverse=True)
-        cells = slot * len(ids) + clusters
+        ids, cells = head_cluster_cells(slot, values)
         counts = _counts(cells, n_slots, len(ids))
         table[f"dominant_{name}"] = ids[counts.argmax(axis=1)]
         table[f"dominant_share_{name}"] = counts.max(axis=1) / np.maximum(1, counts.sum(axis=1))

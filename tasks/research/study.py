@@ -119,9 +119,9 @@ def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[st
     facts_rows = Rows(rows["feature_id"].to_numpy(), rows["layer"].to_numpy(), slots(rows, heads), layers * heads,
                       None if joined is None else joined["context"].to_numpy(np.int64))
     answerable = None if joined is None else joined["answerable"].to_numpy(bool)
-    table = heads_table(rows, labels, statistics, layers, heads, settings.rules, settings.resampling, answerable,
-                        settings.qa_statistic)
     references = row_references(rows, statistics, heads, settings.rules)
+    table = heads_table(rows, labels, statistics, layers, heads, settings.rules, settings.resampling, answerable,
+                        settings.qa_statistic, references.get("pattern"))
     agreement = agreement_table(labels, references)
     by_pattern = clusters_by_pattern(labels, references["pattern"]) if "pattern" in references else None
     findings, small = original_findings(facts_rows, labels, settings)
