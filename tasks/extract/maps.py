@@ -67,14 +67,15 @@ def head_statistics(maps: torch.Tensor, tokens: TokenMasks) -> torch.Tensor:
     them (both NaN where the window holds no answer)."""
     maps = maps.float()
     real = tokens.real
+    in_a, in_b = tokens.segment_a & real, real & ~tokens.segment_a
     columns = torch.stack([tokens.cls, tokens.sep, tokens.punct, tokens.question, tokens.context,
-                           tokens.answer, tokens.segment_a & real], -1).to(maps.dtype)[:, None, None]
-    cls, sep, punct, to_question, to_context, to_answer, to_a = (maps @ columns).unbind(-1)  # one product
+                           tokens.answer, in_a, in_b], -1).to(maps.dtype)[:, None, None]
+    cls, sep, punct, to_question, to_context, to_answer, to_a, to_b = (maps @ columns).unbind(-1)  # one product
     entropy = torch.special.entr(maps).sum(-1)  # -p log p, 0 at p = 0
-    in_a = (tokens.segment_a & real).to(maps.dtype)
     share_a = (in_a.sum(-1) / real.sum(-1).clamp_min(1))[:, None, None, None]
-    own = torch.where(in_a[:, None, None].bool(), to_a, maps.sum(-1) - to_a)
-    expected = torch.where(in_a[:, None, None].bool(), share_a, 1 - share_a)
+    row_in_a = in_a[:, None, None]
+    own = torch.where(row_in_a, to_a, to_b)
+    expected = torch.where(row_in_a, share_a, 1 - share_a)
     focus = (own - expected) / (1 - expected).clamp_min(1e-6)
     pairs = real[:, 1:] & real[:, :-1]  # both tokens of an adjacent pair are real
     has_answer = tokens.answer.any(-1)
