@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tasks.errors import InputError
 from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
 from tasks.storage.reading import read_rows
 from tasks.storage.records import DatasetRecord
 from tasks.storage.rows import embedding_matrix
-from tasks.storage.shards import published_manifests
+from tasks.storage.shards import select_manifests
 
 
 def open_record(dataset: str, credentials: str | None = None) -> DatasetRecord:
@@ -32,16 +31,11 @@ def open_dataset(dataset: str, shards: Sequence[int] | None = None, columns: Seq
                  features_per_shard: int | None = None, credentials: str | None = None) -> pa.Table:
     """The published rows of `shards` (all where None), `columns` only (all where None; the embedding column is
     the large one), the first `features_per_shard` features of each shard where given; every row group checked
-    against its manifest as it is read. A whole BERT-base dataset is about 155 GB: choose shards or columns."""
+    against its manifest as it is read; asking for a shard that is not published (or a dataset without any) is an
+    InputError naming it. A whole BERT-base dataset is about 155 GB: choose shards or columns."""
     location = Location.at(dataset, credentials)
-    manifests = published_manifests(location, dataset_record(location).fingerprint)
-    chosen = sorted(manifests) if shards is None else list(shards)
-    missing = sorted(set(chosen) - set(manifests))
-    if missing:
-        raise InputError(f"{dataset}: shards {missing} are not published (published: {sorted(manifests)})")
     parts = []
-    for index in chosen:
-        manifest = manifests[index]
+    for manifest in select_manifests(location, dataset_record(location), None if shards is None else list(shards)):
         stop = None if features_per_shard is None else manifest.features[0] + features_per_shard
         parts += list(read_rows(location, manifest, stop, columns))
     return pa.concat_tables(parts) if parts else pa.table({})
