@@ -78,7 +78,7 @@ def dbscan_labels(X: np.ndarray, eps: float, min_samples: int, budget_bytes: int
     "estimated_bytes" (of the method run), "mean_neighbours"}. Exact scikit-learn DBSCAN when exact_dbscan_bytes
     (mean neighbourhood of ESTIMATE_ROWS seeded rows) fits budget_bytes; else DBSCAN++ with the largest core
     sample s (at least min(n, MIN_CORE_SAMPLE), else MemoryBudgetError) whose working memory fits, for n rows of
-    d columns, `row` bytes each: n (row + ROW_BYTES) + s (row + 4 (d + 2) + CORE_BYTES + 8) + BLOCK_BYTES
+    d columns, `row` bytes each: n (row + ROW_BYTES + 8) + s (row + 4 (d + 2) + CORE_BYTES + 8) + BLOCK_BYTES
     chunk_rows^2. That memory barely grows with s; the time grows as s * n distance evaluations."""
     return dbscan_grid_labels(X, [(eps, min_samples)], budget_bytes, seed, chunk_rows)[0]
 
@@ -92,24 +92,24 @@ def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget
     scikit-learn DBSCAN for cells that fit (and only up to `exact_rows` rows, where given), one after another;
     at most `most_cores` rows in the core sample, where given (its time grows as core sample x rows). The
     counting pass and the DBSCAN++ cells run on `threads` threads."""
-    n, radii = len(X), sorted({float(eps) for eps, _ in cells})
+    cells = [(float(eps), int(min_samples)) for eps, min_samples in cells]
+    n, radii = len(X), sorted({eps for eps, _ in cells})
     mean = dict(zip(radii, neighbour_counts(X[seeded_rows(n, ESTIMATE_ROWS, seed)], X, radii).mean(axis=0)))
     exact = {eps: exact_dbscan_bytes(mean[eps], n, X.itemsize * X.shape[1]) for eps in radii}
     too_many = exact_rows is not None and n > exact_rows
     wide = [eps for eps in radii if too_many or exact[eps] > budget_bytes]
     if not wide:
-        return [_exact_cell(X, float(eps), min_samples, exact, mean) for eps, min_samples in cells]
+        return [_exact_cell(X, eps, min_samples, exact, mean) for eps, min_samples in cells]
     size, need = _core_sample_size(X, budget_bytes, len(wide), len(cells), threads, chunk_rows,
                                    max(exact[e] for e in wide), most_cores)
     sample = seeded_rows(n, size, seed)
     table, nearest = counts_and_nearest(X[sample], X, wide, chunk_rows, nearest=True, threads=threads)
     counts = dict(zip(wide, table.T))
     record = {"method": "dbscan++", "core_sample": int(size), "estimated_bytes": need}
-    approximate = iter(in_threads([partial(labels_from_cores, X, sample, counts[float(eps)] >= min_samples, nearest,
-                                      float(eps), chunk_rows) for eps, min_samples in cells if float(eps) in counts],
-                                  threads))
-    return [(next(approximate), {**record, "mean_neighbours": float(mean[float(eps)])}) if float(eps) in counts
-            else _exact_cell(X, float(eps), min_samples, exact, mean) for eps, min_samples in cells]
+    approximate = iter(in_threads([partial(labels_from_cores, X, sample, counts[eps] >= min_samples, nearest, eps,
+                                           chunk_rows) for eps, min_samples in cells if eps in counts], threads))
+    return [(next(approximate), {**record, "mean_neighbours": float(mean[eps])}) if eps in counts
+            else _exact_cell(X, eps, min_samples, exact, mean) for eps, min_samples in cells]
 
 
 def _exact_cell(X: np.ndarray, eps: float, min_samples: int, exact: dict, mean: dict) -> tuple[np.ndarray, dict]:

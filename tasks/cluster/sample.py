@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Literal
 
 import numpy as np
@@ -115,6 +116,9 @@ def _fit_job(dataset: Location, manifest: Manifest, groups: list[int] | None, sp
     return np.concatenate(vectors)
 
 
+_KEYS, _NUMBERS, _REDUCED, _BYTES = (itemgetter(i) for i in range(4))  # the parts of a _project_job result
+
+
 def _project_job(dataset: Location, manifest: Manifest, spec: SampleSpec, reducer: Reducer
                  ) -> tuple[pa.Table, pa.Table, np.ndarray, int]:
     """One shard's sampled rows, read a row group at a time and projected: (keys, feature/layer/head and
@@ -154,22 +158,6 @@ def _fit_groups(manifests: list[Manifest], spec: SampleSpec, fit_rows: int
             break
     share = min(1.0, FIT_OVERSAMPLE * fit_rows / max(total, 1))
     return {shard: sorted(g) if g is not None else None for shard, g in chosen.items()}, share
-
-
-def _numbers(part: tuple) -> pa.Table:
-    return part[1]
-
-
-def _reduced(part: tuple) -> np.ndarray:
-    return part[2]
-
-
-def _keys(part: tuple) -> pa.Table:
-    return part[0]
-
-
-def _bytes(part: tuple) -> int:
-    return part[3]
 
 
 def _gather_or_skip(futures: list, manifests: list[Manifest], on_bad_shard: str,
@@ -228,14 +216,14 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
         if not done:
             raise InputError(f"{dataset.url}: every shard is unreadable: {skipped}")
         parts = [future for _, future in done]
-        numbers = client.gather(client.map(_numbers, parts))
+        numbers = client.gather(client.map(_NUMBERS, parts))
         rows = pa.concat_tables(numbers).to_pandas()
         if len(rows) == 0:
             raise InputError(f"{dataset.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
-        reduced = np.concatenate(client.gather(client.map(_reduced, parts)))
+        reduced = np.concatenate(client.gather(client.map(_REDUCED, parts)))
     return Sample(
-        rows=rows, reduced=reduced, reducer=reducer, key_parts=client.map(_keys, parts),
+        rows=rows, reduced=reduced, reducer=reducer, key_parts=client.map(_KEYS, parts),
         part_shards=[m.shard for m, _ in done], part_rows=[t.num_rows for t in numbers], dim=vectors.shape[1],
-        fit_rows=len(vectors), bytes_read=sum(client.gather(client.map(_bytes, parts))),
+        fit_rows=len(vectors), bytes_read=sum(client.gather(client.map(_BYTES, parts))),
         bytes_selected=sum(m.bytes * spec.selected_rows(m) // m.rows for m, _ in done), skipped=skipped,
         seconds=seconds)
