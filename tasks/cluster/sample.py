@@ -99,18 +99,18 @@ def _uniform_of(table: pa.Table, seed: int) -> np.ndarray:
     return uniform(table["feature_id"].to_numpy(), table["layer"].to_numpy(), table["head"].to_numpy(), seed)
 
 
-def _sampled(table: pa.Table, spec: SampleSpec) -> pa.Table:
+def sampled_rows(table: pa.Table, spec: SampleSpec) -> pa.Table:
     if spec.mode != "random":
         return table
     return table.filter(pa.array(_uniform_of(table, spec.seed) < spec.fraction))
 
 
-def _fit_job(dataset: Location, manifest: Manifest, groups: list[int] | None, spec: SampleSpec, share: float
+def fit_vectors(dataset: Location, manifest: Manifest, groups: list[int] | None, spec: SampleSpec, share: float
              ) -> np.ndarray:
     """A seeded `share` of the sampled rows of some row groups of a shard (all where None), as float32 vectors."""
     vectors = []
     for table in read_rows(dataset, manifest, spec.feature_stop(manifest), row_groups=groups):
-        table = _sampled(table, spec)
+        table = sampled_rows(table, spec)
         keep = _uniform_of(table, spec.seed + 1) < share
         vectors.append(embedding_matrix(table.filter(pa.array(keep))))
     return np.concatenate(vectors)
@@ -126,14 +126,14 @@ def _project_job(dataset: Location, manifest: Manifest, spec: SampleSpec, reduce
     counter = BytesRead()
     keys, numbers, reduced = [], [], []
     for table in read_rows(dataset, manifest, spec.feature_stop(manifest), counter=counter):
-        table = _sampled(table, spec)
+        table = sampled_rows(table, spec)
         reduced.append(reducer.transform(embedding_matrix(table)))
         keys.append(table.select(list(KEYS)))
         numbers.append(table.drop_columns(["embedding", "question_id", "span"]))
     return pa.concat_tables(keys), pa.concat_tables(numbers), np.concatenate(reduced), counter.count
 
 
-def _fit_groups(manifests: list[Manifest], spec: SampleSpec, fit_rows: int
+def fit_groups(manifests: list[Manifest], spec: SampleSpec, fit_rows: int
                 ) -> tuple[dict[int, list[int] | None], float]:
     """A seeded choice of row groups holding about FIT_GROUP_ROWS x fit_rows sampled rows, by shard (None: the
     whole shard, for format 1), and the share of their rows the fit sample takes."""
@@ -198,9 +198,9 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
     skipped: dict[int, str] = {}
     seconds: dict[str, float] = {}
     with timed(seconds, "sample: PCA fit"):
-        groups, share = _fit_groups(manifests, spec, fit_rows)
+        groups, share = fit_groups(manifests, spec, fit_rows)
         fitting = [m for m in manifests if m.shard in groups]
-        fits = client.map(retrying, [_fit_job] * len(fitting), [dataset] * len(fitting), fitting,
+        fits = client.map(retrying, [fit_vectors] * len(fitting), [dataset] * len(fitting), fitting,
                           [groups[m.shard] for m in fitting], [spec] * len(fitting), [share] * len(fitting),
                           pure=False)
         vectors = np.concatenate([f.result() for _, f in _gather_or_skip(fits, fitting, on_bad_shard, skipped)])
