@@ -106,7 +106,7 @@ def sampled_rows(table: pa.Table, spec: SampleSpec) -> pa.Table:
 
 
 def fit_vectors(dataset: Location, manifest: Manifest, groups: list[int] | None, spec: SampleSpec, share: float
-             ) -> np.ndarray:
+                ) -> np.ndarray:
     """A seeded `share` of the sampled rows of some row groups of a shard (all where None), as float32 vectors."""
     vectors = []
     for table in read_rows(dataset, manifest, spec.feature_stop(manifest), row_groups=groups):
@@ -134,7 +134,7 @@ def _project_job(dataset: Location, manifest: Manifest, spec: SampleSpec, reduce
 
 
 def fit_groups(manifests: list[Manifest], spec: SampleSpec, fit_rows: int
-                ) -> tuple[dict[int, list[int] | None], float]:
+               ) -> tuple[dict[int, list[int] | None], float]:
     """A seeded choice of row groups holding about FIT_GROUP_ROWS x fit_rows sampled rows, by shard (None: the
     whole shard, for format 1), and the share of their rows the fit sample takes."""
     groups = []
