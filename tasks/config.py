@@ -165,3 +165,38 @@ class FinetuneConfig(Windows):
     def training_content(self) -> dict:
         """The fields that a resumed run must share with the run it resumes."""
         return self.model_dump(exclude=_NOT_IN_TRAINING_FINGERPRINT)
+
+
+class CompareConfig(BaseModel):
+    """Everything that defines a comparison of two datasets of the same features, head by head."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    a: str | None = Field(None, description="dataset A (the reference): path or fsspec URL; with --b unset too, the offline demo: MiniLM-L6 (outputs/dataset) against itself after a short fine-tune (outputs/finetune, outputs/dataset-finetuned)")
+    b: str | None = Field(None, description="dataset B (compared with A): path or fsspec URL, holding the same features")
+    credentials: str | None = Field(None, description=CREDENTIALS_HELP)
+    out: str = Field("outputs/compare", description="local folder for the tables, summary.json and report.html (replaced whole when done)")
+    shards: list[int] | None = Field(None, description="only these shard indices (default: all published)")
+    sample: Literal["first", "random", "all"] = Field("first", description="'first': the first features of each shard; 'random': a seeded fraction of rows (the same rows of both datasets); 'all': every row")
+    features_per_shard: int | None = Field(None, ge=1, description="with sample 'first': features kept per shard (default: all)")
+    fraction: float = Field(1.0, gt=0, le=1, description="with sample 'random': fraction of rows kept")
+    seed: int = Field(0, description="seed of sampling, PCA, KMeans and every resampling")
+    pca_components: int = Field(50, ge=2, description="components of the one PCA fitted on rows of both datasets")
+    pca_fit_rows: int = Field(20000, ge=2, description="rows (seeded choice, half from each dataset) the PCA is fitted on")
+    k: int = Field(8, ge=2, description="clusters of the joint KMeans over the rows of both datasets (cluster migration)")
+    kmeans_rows: int = Field(1_200_000, ge=10, description="the joint KMeans fits on at most this many rows (seeded choice); every row gets its nearest centre")
+    distance_rows: int = Field(200, ge=5, description="features per head (seeded choice) whose rows of both datasets enter the energy distance")
+    permutations: int = Field(1000, ge=10, description="swaps of A and B within each feature behind the p-values of the energy distance and of the cluster shares")
+    alpha: float = Field(0.05, gt=0, lt=1, description="a head is changed (migrated) where the Benjamini-Hochberg q-value of its energy distance (cluster-share shift) over the heads is below this")
+    bootstrap: int = Field(200, ge=10, description="bootstrap resamples of features behind every confidence interval")
+    role_threshold: float = Field(0.5, gt=0, lt=1, description="a head has role X when more than this share of its attention goes to X on average (Clark et al. 2019)")
+    mixed_threshold: float = Field(0.2, gt=0, lt=1, description="vertical+diagonal pattern: both masses at least this, and together above the role threshold")
+    block_threshold: float = Field(0.5, gt=0, lt=1, description="block pattern: segment focus above this")
+    memory_budget: float | None = Field(None, gt=0, description="GB this process may hold for the comparison's arrays; a run that cannot fit fails at once (default: this machine's memory)")
+    demo_steps: int = Field(20, ge=1, description="the offline demo (no --a, --b): optimizer steps of its fine-tune")
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> CompareConfig:
+        if (self.a is None) != (self.b is None):
+            raise ValueError("--a and --b go together (leave both out for the offline demo)")
+        return self
