@@ -17,7 +17,7 @@ _ROLE_SHORT = {"[CLS]": "C", "[SEP]": "S", "punctuation": "P", "previous token":
 _PATTERN_COLOURS = ["#4c72b0", "#dd8452", "#8172b3", "#55a868", "#c8c8c8"]
 
 
-def _grid(heads: pd.DataFrame, column: str, layers: int, n_heads: int) -> np.ndarray:
+def head_grid(heads: pd.DataFrame, column: str, layers: int, n_heads: int) -> np.ndarray:
     values = np.full((layers, n_heads), np.nan)
     values[heads["layer"].to_numpy(), heads["head"].to_numpy()] = heads[column].to_numpy(np.float64)
     return values
@@ -47,7 +47,7 @@ def plot_heads_consistency(heads: pd.DataFrame, clusterings: list[str], layers: 
     fig = Figure(figsize=(3.4 * len(clusterings) + 1, 0.3 * layers + 1.5))
     axes = fig.subplots(1, len(clusterings), squeeze=False)[0]
     for ax, name in zip(axes, clusterings):
-        image = ax.imshow(_grid(heads, f"consistency_{name}", layers, n_heads), vmin=0, vmax=1, cmap="viridis",
+        image = ax.imshow(head_grid(heads, f"consistency_{name}", layers, n_heads), vmin=0, vmax=1, cmap="viridis",
                           aspect="auto")
         ax.set(title=name, xlabel="head", ylabel="layer")
     fig.colorbar(image, ax=axes.tolist(), shrink=0.8, label="consistency (1 = one cluster)")
