@@ -13,9 +13,9 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from tasks.cli import INPUT_ERROR_STATUS, configs_from_args
-from tasks.config import ClusterConfig, ExtractConfig, FinetuneConfig
+from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.errors import InputError
-from tasks.preflight import check_cluster, check_extract, check_finetune, check_full
+from tasks.preflight import check_cluster, check_compare, check_extract, check_finetune, check_full
 
 
 class Command(NamedTuple):
@@ -35,6 +35,8 @@ COMMANDS = {
                     (ExtractConfig, ClusterConfig), check_full, ("dataset", "newest")),
     "finetune": Command("flows.finetune", "fine-tune or evaluate a QA model on SQuAD v2", (FinetuneConfig,),
                         check_finetune),
+    "compare": Command("flows.compare", "two datasets of the same features -> what changed, head by head",
+                       (CompareConfig,), check_compare),
 }
 
 

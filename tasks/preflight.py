@@ -4,7 +4,9 @@ starts: each raises InputError with one line naming the file or flag and what is
 from __future__ import annotations
 
 from tasks.cluster.gpus import choose_backend, visible_gpus
-from tasks.config import ClusterConfig, ExtractConfig, FinetuneConfig
+from tasks.compare.alignment import check_first_rows, open_pair
+from tasks.compare.demo import demo_configs
+from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.errors import InputError
 from tasks.squad.load import cached_squad
 from tasks.storage.dataset import dataset_record
@@ -50,3 +52,14 @@ def check_finetune(cfg: FinetuneConfig) -> None:
     """The evaluation file and, unless only evaluating, the training file read and validate."""
     for source in [cfg.dev] + ([] if cfg.evaluate_only else [cfg.train]):
         cached_squad(source, cfg.credentials)
+
+
+def check_compare(cfg: CompareConfig) -> None:
+    """Both datasets hold the same features and grid (records, shards, the first rows' keys); with neither
+    given, the demo's SQuAD inputs read."""
+    if cfg.a is None:
+        extraction, tuning, _ = demo_configs(cfg)
+        check_extract(extraction)
+        check_finetune(tuning)
+        return
+    check_first_rows(open_pair(cfg.a, cfg.b, cfg.credentials, cfg.shards))

@@ -1,0 +1,149 @@
+"""The comparison on planted datasets (identical but for known heads), its refusals, the flow's outputs and the
+demo's wiring on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from planted import CHANGED, HEADS, SEP_RISE, write_dataset
+from tiny import TINY
+
+from flows.cli import main as atlas
+from tasks.cluster.resources import MemoryBudget
+from tasks.cluster.sample import SampleSpec
+from tasks.compare.alignment import open_pair
+from tasks.compare.demo import DEMO_B, DEMO_MODEL, demo_configs
+from tasks.compare.findings import compare_findings
+from tasks.compare.paired import read_pairs
+from tasks.compare.summary import CompareSummary
+from tasks.compare.tables import compare_rows
+from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
+
+FAST = dict(permutations=200, bootstrap=50)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("planted")
+    return write_dataset(folder / "a", moved=False), write_dataset(folder / "b", moved=True)
+
+
+@pytest.fixture(scope="module")
+def comparison(planted):
+    cfg = CompareConfig(a=planted[0], b=planted[1], **FAST)
+    pair = open_pair(cfg.a, cfg.b, None, None)
+    rows = read_pairs(pair, SampleSpec(), cfg.pca_components, cfg.pca_fit_rows, MemoryBudget(2**30))
+    return cfg, rows, compare_rows(rows, pair.statistics, pair.layers, pair.heads, cfg)
+
+
+def _planted(heads: pd.DataFrame) -> np.ndarray:
+    return np.array([(layer, head) in CHANGED for layer, head in zip(heads["layer"], heads["head"])])
+
+
+def _heads(table: pd.DataFrame, column: str) -> set[tuple[int, int]]:
+    return {(r.layer, r.head) for r in table[table[column]].itertuples()}
+
+
+def test_exactly_the_planted_heads_are_flagged_as_shifted_and_migrating(comparison):
+    _, rows, result = comparison
+    heads = result.heads
+    assert len(rows) == 40 * 3 * HEADS and (heads["rows"] == 40).all()
+    assert _heads(heads, "changed") == CHANGED
+    assert _heads(heads, "migrated") == CHANGED
+    planted = _planted(heads)
+    assert (heads.loc[planted, "migration"] == 1).all() and (heads.loc[~planted, "migration"] == 0).all()
+    assert heads.loc[planted, "cosine_distance"].min() > 100 * heads.loc[~planted, "cosine_distance"].max()
+    assert heads.loc[planted, "energy_p"].max() < 0.01 < heads.loc[~planted, "energy_p"].min()
+
+
+def test_statistic_changes_have_intervals_around_the_planted_rise_and_roles_follow(comparison):
+    _, _, result = comparison
+    heads = result.heads
+    planted = _planted(heads)
+    moved = heads[planted]
+    assert ((moved["delta_sep_mass_low"] < SEP_RISE) & (SEP_RISE < moved["delta_sep_mass_high"])).all()
+    assert (moved["delta_sep_mass_low"] > SEP_RISE - 0.01).all()
+    assert heads.loc[~planted, "delta_sep_mass"].abs().max() < 0.005
+    assert list(moved["roles_gained"]) == ["[SEP]"] * len(CHANGED) and (moved["roles_lost"] == "").all()
+    assert (heads.loc[~planted, ["roles_gained", "roles_lost"]] == "").all().all()
+    assert (moved["pattern_a"] == "heterogeneous").all() and (moved["pattern_b"] == "vertical").all()
+    assert (heads.loc[~planted, "pattern_shift"] == 0).all()
+
+
+def test_layer_aggregates_and_findings_point_at_the_last_layer(comparison):
+    cfg, _, result = comparison
+    layers = result.layers
+    assert list(layers["changed_heads"]) == [0, 0, 2] and list(layers["migrated_heads"]) == [0, 0, 2]
+    assert layers["displacement"].idxmax() == 2 and layers["migration"].idxmax() == 2
+    assert list(layers["migration"]) == [0, 0, 0.5]
+    assert layers.loc[2, "delta_sep_mass_low"] > 0.15 and layers.loc[:1, "delta_sep_mass"].abs().max() < 0.005
+    findings = {f.key: f for f in compare_findings(result, cfg)}
+    assert findings["depth"].text.startswith("The last third of the layers changed most")
+    assert 0 < findings["depth"].low <= findings["depth"].value <= findings["depth"].high
+    assert "2 of 12 heads changed" in findings["changed_heads"].text
+    assert "L2H1" in findings["changed_heads"].text and "L2H3" in findings["changed_heads"].text
+    assert findings["migration"].value == pytest.approx(2 / 12)
+    assert "sep_mass in layer 2" in findings["statistic"].text
+
+
+REFUSALS = {
+    "source": (dict(sha256="1" * 64), "made from another SQuAD file (source sha256 111111111111..."),
+    "grid": (dict(layers=2), "a grid of 2 layers x 4 heads against 3 x 4"),
+    "features": (dict(features=20), "shards [0] published against [0, 1]"),
+    "questions": (dict(question_prefix="x"), "feature 0 has question_id 'x0' against 'q0'"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=list(REFUSALS))
+def test_a_pair_of_other_features_is_refused_in_one_line_before_anything_starts(case, planted, tmp_path, capsys):
+    changes, fragment = REFUSALS[case]
+    other = write_dataset(tmp_path / "other", moved=True, **changes)
+    out = tmp_path / "compare"
+    assert atlas(["compare", "--a", planted[0], "--b", other, "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {other} does not hold the same features as {planted[0]}")
+    assert fragment in lines[0]
+    assert not out.exists() and not list(tmp_path.glob(".compare*"))
+
+
+def test_the_flow_writes_every_output_and_replaces_them_whole(planted, prefect_server, tmp_path):
+    from flows.compare import main
+
+    out = tmp_path / "compare"
+    flags = ["--a", planted[0], "--b", planted[1], "--out", str(out), "--permutations", "200", "--bootstrap", "50"]
+    (out / "stale").mkdir(parents=True)
+    result = main(flags)
+    assert result["report"] == str(out / "report.html")
+    heads, layers = pd.read_parquet(out / "compare.parquet"), pd.read_parquet(out / "layers.parquet")
+    assert len(heads) == 12 and len(layers) == 3
+    pd.testing.assert_frame_equal(pd.read_csv(out / "compare.csv")[["layer", "head", "changed"]],
+                                  heads[["layer", "head", "changed"]])
+    summary = CompareSummary.model_validate(json.loads((out / "summary.json").read_text()))
+    assert summary.changed_heads == summary.migrated_heads == ["L2H1", "L2H3"]
+    assert summary.migrating_share == pytest.approx(2 / 12, abs=1e-4) and summary.rows == 480
+    assert summary.a.dataset == planted[0] and [f.key for f in summary.findings][:3] == ["depth", "changed_heads", "migration"]
+    page = (out / "report.html").read_text()
+    assert all(f.text.split(":")[0].replace("'", "&#x27;") in page for f in summary.findings)
+    assert page.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png"))) == 3
+    assert not (out / "stale").exists() and not list(tmp_path.glob(".compare*"))
+
+
+def test_the_demo_fine_tunes_then_extracts_both_models_and_compares_them(prefect_server, tmp_path):
+    from flows.compare import compare, demo_datasets
+
+    assert demo_configs(CompareConfig()) == (ExtractConfig(new_version=True),
+                                             FinetuneConfig(max_steps=20, out=DEMO_MODEL), DEMO_B)
+    extraction = ExtractConfig(**TINY, dest=str(tmp_path / "a"), shards=[0])
+    tuning = FinetuneConfig(model="tiny-random-bert", max_length=48, doc_stride=24, max_steps=2, batch_size=8,
+                            learning_rate=1e-2, precision="fp32", out=str(tmp_path / "tuned"))
+    a, b = demo_datasets(extraction, tuning, str(tmp_path / "b"))
+    assert json.loads((Path(b) / "dataset.json").read_text())["config"]["model"] == str(tmp_path / "tuned")
+    result = compare(CompareConfig(a=a, b=b, out=str(tmp_path / "compare"), k=4, **FAST))
+    summary = result["summary"]
+    assert summary["rows"] == 60 * 8 and summary["b"]["model"] == str(tmp_path / "tuned")
+    moved = pd.read_parquet(tmp_path / "compare" / "compare.parquet")
+    assert (moved["displacement"] > 0).all(), "fine-tuning at lr 1e-2 moves every head's maps"
