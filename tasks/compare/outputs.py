@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.compare.summary import CompareSummary
 from tasks.compare.tables import Comparison
 from tasks.report.html import render_html
 from tasks.report.sections import Section
-
-
-@contextmanager
-def swapped_in(out: Path) -> Iterator[Path]:
-    """A staging folder beside `out`: once the block ends, it replaces `out` whole (the previous one removed);
-    where the block fails, `out` is left as it was."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex}")
-    staging.mkdir()
-    try:
-        yield staging
-        previous = out.with_name(f".{out.name}.previous-{uuid.uuid4().hex}")
-        if out.exists():
-            out.rename(previous)
-        staging.rename(out)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+from tasks.report.staging import swapped_in
 
 
 def write_compare_outputs(out: Path, comparison: Comparison, summary: CompareSummary, sections: list[Section]
