@@ -147,3 +147,14 @@ def test_the_demo_fine_tunes_then_extracts_both_models_and_compares_them(prefect
     assert summary["rows"] == 60 * 8 and summary["b"]["model"] == str(tmp_path / "tuned")
     moved = pd.read_parquet(tmp_path / "compare" / "compare.parquet")
     assert (moved["displacement"] > 0).all(), "fine-tuning at lr 1e-2 moves every head's maps"
+
+
+def test_the_compare_deployment_points_at_the_flow_with_a_valid_config():
+    import yaml
+    from tiny import REPO
+
+    deployments = {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    deployment = deployments["compare"]
+    assert deployment["entrypoint"] == "flows/compare.py:compare"
+    config = CompareConfig(**deployment["parameters"]["config"])
+    assert (config.a, config.b, config.out) == ("outputs/dataset", DEMO_B, "outputs/compare")
