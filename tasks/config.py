@@ -193,7 +193,7 @@ class CompareConfig(BaseModel):
     mixed_threshold: float = Field(0.2, gt=0, lt=1, description="vertical+diagonal pattern: both masses at least this, and together above the role threshold")
     block_threshold: float = Field(0.5, gt=0, lt=1, description="block pattern: segment focus above this")
     memory_budget: float | None = Field(None, gt=0, description="GB this process may hold for the comparison's arrays; a run that cannot fit fails at once (default: this machine's memory)")
-    demo_steps: int = Field(20, ge=1, description="the offline demo (no --a, --b): optimizer steps of its fine-tune")
+    demo_steps: int = Field(4, ge=1, description="the offline demo (no --a, --b): optimizer steps of its fine-tune (4: about two epochs of the embedded sample)")
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> CompareConfig:
