@@ -136,7 +136,7 @@ def test_the_demo_fine_tunes_then_extracts_both_models_and_compares_them(prefect
     from flows.compare import compare, demo_datasets
 
     assert demo_configs(CompareConfig()) == (ExtractConfig(new_version=True),
-                                             FinetuneConfig(max_steps=20, out=DEMO_MODEL), DEMO_B)
+                                             FinetuneConfig(max_steps=4, out=DEMO_MODEL), DEMO_B)
     extraction = ExtractConfig(**TINY, dest=str(tmp_path / "a"), shards=[0])
     tuning = FinetuneConfig(model="tiny-random-bert", max_length=48, doc_stride=24, max_steps=2, batch_size=8,
                             learning_rate=1e-2, precision="fp32", out=str(tmp_path / "tuned"))
