@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(model="tiny-random-bert", max_length=48, doc_stride=24, shard_size=60, precision="fp32",
+TINY = dict(source="embedded", model="tiny-random-bert", max_length=48, doc_stride=24, shard_size=60, precision="fp32",
             bert_batch=16, encoder_batch=128)
 ROWS_PER_FEATURE = 2 * 4
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from fsspec.utils import infer_compression
 
-from tasks.config import EMBEDDED_SAMPLE, ExtractConfig
+from tasks.config import EMBEDDED_SAMPLE, SHIPPED_SAMPLES, ExtractConfig
 from tasks.errors import InputError
 from tasks.storage.credentials import storage_options
 from tasks.storage.faults import is_transient
@@ -49,14 +49,14 @@ class SquadFile:
     examples: list[Example]
 
 
-def embedded_sample_path() -> str:
-    """Path of the SQuAD v2-format sample shipped with the project."""
-    return str(resources.files("tasks.squad") / "data" / "squad_v2_sample.json")
+def embedded_sample_path(name: str = EMBEDDED_SAMPLE) -> str:
+    """Path of a SQuAD v2-format sample shipped with the project: 'embedded' or the smaller 'demo'."""
+    return str(resources.files("tasks.squad") / "data" / SHIPPED_SAMPLES[name])
 
 
 def resolve_source(source: str) -> str:
-    """Maps the 'embedded' alias to the shipped sample; leaves paths and URLs as they are."""
-    return embedded_sample_path() if source == EMBEDDED_SAMPLE else source
+    """Maps the 'embedded' and 'demo' aliases to the shipped samples; leaves paths and URLs as they are."""
+    return embedded_sample_path(source) if source in SHIPPED_SAMPLES else source
 
 
 @functools.lru_cache(maxsize=2)

@@ -242,8 +242,9 @@ def test_newest_clusters_the_most_recent_complete_version(prefect_server, datase
 
 
 def test_full_flow_end_to_end_on_a_tiny_config(prefect_server, tmp_path):
-    extraction = ExtractConfig(dest=str(tmp_path / "dataset"), model="tiny-random-bert", max_length=48, doc_stride=24,
-                               shard_size=80, precision="fp32", bert_batch=16, encoder_batch=128)
+    extraction = ExtractConfig(dest=str(tmp_path / "dataset"), source="embedded", model="tiny-random-bert",
+                               max_length=48, doc_stride=24, shard_size=80, precision="fp32", bert_batch=16,
+                               encoder_batch=128)
     clustering = ClusterConfig(out=str(tmp_path / "clusters"), pca_components=8, k_max=5, exemplars=2, n_workers=2,
                                backend="cpu", top_clusters=3, min_samples_grid=[5])
     result = full(extraction, clustering)

@@ -26,8 +26,8 @@ from tasks.storage.shards import published_manifests
 FIXTURE = REPO / "tests" / "data" / "dataset-v1"
 FINGERPRINT = "72664a41b9ab177c"
 SHARD_0_ROWS_SHA256 = "27569fabe42da8dc8654d342a41dbff1501949883eccdd76a0979eeb5e219cf2"
-CONFIG = dict(model="tiny-random-bert", max_length=48, doc_stride=24, shard_size=4, shards=[0, 1], precision="fp32",
-              compile="off", dtype="float16")
+CONFIG = dict(source="embedded", model="tiny-random-bert", max_length=48, doc_stride=24, shard_size=4, shards=[0, 1],
+              precision="fp32", compile="off", dtype="float16")
 
 
 def rows_sha256(table: pa.Table) -> str:
