@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -25,6 +26,7 @@ from tasks.cluster.sample import Sample, SampleSpec, load_sample
 from tasks.config import ClusterConfig
 from tasks.extract.exemplars import attention_maps_of
 from tasks.preflight import check_cluster, check_statistic
+from tasks.report.explorer import explorer_data
 from tasks.report.html import data_uri
 from tasks.report.outputs import write_outputs
 from tasks.report.research import findings_section
@@ -63,7 +65,8 @@ def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path,
     create_table_artifact(run.k_table.to_dict("records"), key="k-search", description="KMeans k search")
     create_table_artifact(run.grid.to_dict("records"), key="dbscan-grid", description="DBSCAN grid search")
     figures = sorted((report.parent / "figures").glob("*.png"))
-    lines = ["# Clustering report", f"Report: `{report}`", "",
+    lines = ["# Clustering report", f"Report: `{report}`",
+             f"Explorer (heads grid, projection, exemplar maps; opens offline): `{report.parent / 'explorer.html'}`", "",
              *(f"- **{name}**: {c.clusters} clusters, {c.unlabelled} unlabelled rows"
                for name, c in summary.clusterings.items()),
              "", "Figures:", *(f"- `{path}`" for path in figures)]
@@ -74,14 +77,18 @@ def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path,
     create_markdown_artifact("\n\n".join(gallery), key="cluster-figures", description="The report's figures")
 
 
+def role_rules(config: ClusterConfig) -> RoleRules:
+    return RoleRules(config.role_threshold, config.mixed_threshold, config.block_threshold)
+
+
 @task(name="study", cache_policy=NO_CACHE)
-def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun) -> Study:
+def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
+               questions: pd.DataFrame) -> Study:
     """The research layer: heads table, agreements, findings, stability."""
-    facts, why = feature_facts(record, config.dataset, config.credentials, feature_questions(sample.key_tables()))
+    facts, why = feature_facts(record, config.dataset, config.credentials, questions)
     if facts is None:
         get_run_logger().warning("findings without contexts and answerability: %s", why)
-    settings = StudySettings(RoleRules(config.role_threshold, config.mixed_threshold, config.block_threshold),
-                             Resampling(config.bootstrap, config.permutations, config.seed),
+    settings = StudySettings(role_rules(config), Resampling(config.bootstrap, config.permutations, config.seed),
                              config.stability_resamples, config.kmeans_rows, config.qa_statistic)
     return run_study(sample.rows, run.labels, run.params, reduced, record.statistics, record.model.layers,
                      record.model.heads, settings, facts)
@@ -95,14 +102,19 @@ def publish_findings(study: Study, report: Path) -> None:
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
-                study: Study, context: RunContext) -> tuple[str, ClusterSummary]:
+                study: Study, questions: pd.DataFrame, context: RunContext) -> tuple[str, ClusterSummary]:
     source = functools.partial(attention_maps_of, record, config.dataset, config.credentials)
     layers, heads = record.model.layers, record.model.heads
     sections = [findings_section(study, layers, heads),
                 *build_sections(run, sample, reduced, layers, heads, record.statistics, config.top_clusters,
                                 config.exemplars, config.min_samples, source)]
     summary = summarise(run, sample, reduced, context, study.findings)
-    report = write_outputs(Path(config.out), sample, run, study, summary, sections)
+    explorer = explorer_data(sample.rows, reduced, run.labels, study.heads, study.head_clusters, questions, layers,
+                             heads, source, points=config.explorer_points, per_cluster=config.exemplars,
+                             top_clusters=config.top_clusters, seed=config.seed, rules=role_rules(config),
+                             title=f"Attention heads of {record.model.model}")
+    get_run_logger().info("explorer: %s", explorer.projection)
+    report = write_outputs(Path(config.out), sample, run, study, summary, sections, explorer)
     publish_artifacts(summary, run, report, sections)
     publish_findings(study, report)
     return str(report), summary
@@ -142,8 +154,10 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
             compute=compute.description, backend=backend.name, memory_budget_gb=round(budget.bytes / 2**30, 2),
             sample=SampleRecord(mode=config.sample, features_per_shard=config.features_per_shard,
                                 fraction=config.fraction, seed=config.seed))
-        study = study_task(config, record, sample, reduced, run)
-        report, summary = report_task(config, record, sample, reduced, run, study, context)  # labels from the workers
+        questions = feature_questions(sample.key_tables())
+        study = study_task(config, record, sample, reduced, run, questions)
+        # the labels come from the workers
+        report, summary = report_task(config, record, sample, reduced, run, study, questions, context)
     log.info("report: %s", report)
     return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 

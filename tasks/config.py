@@ -115,6 +115,7 @@ class ClusterConfig(BaseModel):
     recluster_depth: int = Field(1, ge=0, description="times the largest cluster is re-clustered")
     exemplars: int = Field(3, ge=0, description="attention maps shown per cluster (nearest its centre)")
     top_clusters: int = Field(6, ge=1, description="largest clusters shown as layer x head heatmaps")
+    explorer_points: int = Field(100_000, ge=1, description="rows (seeded choice) drawn in explorer.html's projection")
     role_threshold: float = Field(0.5, gt=0, lt=1, description="a map (and a head, by its mean) is an X map when more than this share of its attention goes to X (Clark et al. 2019)")
     mixed_threshold: float = Field(0.2, gt=0, lt=1, description="vertical+diagonal pattern: both the vertical and the diagonal mass at least this, and together above the role threshold")
     block_threshold: float = Field(0.5, gt=0, lt=1, description="block pattern: segment focus above this (0 for uniform rows, 1 when each segment attends only to itself)")

@@ -1,4 +1,5 @@
-"""A clustering run's outputs written whole: labels, search tables, centres, figures, summary.json, report.html."""
+"""A clustering run's outputs written whole: labels, search tables, centres, figures, summary.json, report.html,
+explorer.html."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 
 from tasks.cluster.run import ClusteringRun
 from tasks.cluster.sample import Sample
+from tasks.report.explorer import ExplorerData, render_explorer
 from tasks.report.html import render_html
 from tasks.report.sections import Section
 from tasks.report.summary import ClusterSummary
@@ -21,7 +23,7 @@ from tasks.research.study import Study
 
 
 def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, summary: ClusterSummary,
-                  sections: list[Section]) -> Path:
+                  sections: list[Section], explorer: ExplorerData) -> Path:
     """Writes every output into a staging folder beside `out`, then swaps it in whole; returns report.html."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +48,7 @@ def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, s
             (staging / "figures" / f"{figure.name}.png").write_bytes(figure.png)
         (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2))
         (staging / "report.html").write_text(render_html("Attention-head clusters", summary.to_json(), sections))
+        (staging / "explorer.html").write_text(render_explorer(explorer), encoding="utf-8")
         previous = out.with_name(f".{out.name}.previous-{uuid.uuid4().hex}")
         if out.exists():
             out.rename(previous)
