@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.cli import config_from_args, run_or_exit
 from tasks.cluster.backend import ClusterBackend
 from tasks.cluster.cpu import CpuBackend
-from tasks.cluster.dask_cluster import dask_cluster
+from tasks.cluster.dask_cluster import dask_cluster, local_processes
 from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.run import ClusteringRun, run_clustering
 from tasks.cluster.sample import Sample, SampleSpec, load_sample
@@ -44,9 +44,8 @@ from tasks.storage.shards import select_manifests
 
 
 @task(name="load-sample", cache_policy=NO_CACHE)
-def load_sample_task(client, config: ClusterConfig, dataset: Location, record: DatasetRecord,
+def load_sample_task(client, config: ClusterConfig, spec: SampleSpec, dataset: Location, record: DatasetRecord,
                      manifests: list[Manifest], budget: MemoryBudget) -> Sample:
-    spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
     return load_sample(client, dataset, manifests, spec, config.pca_components, config.standardize,
                        config.pca_fit_rows, record.encoder.dim, budget, config.on_bad_shard)
 
@@ -133,7 +132,10 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     record = dataset_record(dataset)
     check_statistic(config, record, dataset.url)
     manifests = select_manifests(dataset, record, config.shards)
-    with dask_cluster(config.scheduler, config.backend, config.n_workers) as compute:
+    spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
+    embedding_bytes = sum(spec.selected_rows(m) for m in manifests) * record.encoder.dim * 4
+    processes = local_processes(config.worker_kind, embedding_bytes)
+    with dask_cluster(config.scheduler, config.backend, config.n_workers, processes=processes) as compute:
         log.info("compute: %s", compute.description)
         budget = MemoryBudget.of(config.memory_budget, len(compute.client.nthreads()) + 1)
         if compute.gpu:
@@ -142,7 +144,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
             backend = GpuBackend(compute.client)
         else:
             backend = CpuBackend(compute.client)
-        sample = load_sample_task(compute.client, config, dataset, record, manifests, budget)
+        sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, budget)
         for shard, reason in sample.skipped.items():
             log.warning("shard %d skipped: %s", shard, reason)
         log.info("sample: %d rows of %d shards, %.2f GB read for %.2f GB selected", len(sample.rows),

@@ -126,6 +126,7 @@ class ClusterConfig(BaseModel):
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler (default: start a local cluster)")
     backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="'gpu': cuML on LocalCUDACluster; 'cpu': scikit-learn on LocalCluster")
     n_workers: int | None = Field(None, ge=1, description="workers of a local cluster (default: one per GPU or per core)")
+    worker_kind: Literal["auto", "processes", "threads"] = Field("auto", description="a local CPU cluster's workers: 'processes', 'threads' of the flow's process (nothing to start), or 'auto': threads where the rows to read hold under 1 GB of float32 embeddings")
 
 
 # Fields that a resumed fine-tune may change: where things go, how long it runs, how it is evaluated and logged.

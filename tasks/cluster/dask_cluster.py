@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from distributed import Client, LocalCluster
 
@@ -46,11 +47,23 @@ def _quiet_dask_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
+SMALL_INPUT_BYTES = 2**30
+WorkerKind = Literal["auto", "processes", "threads"]
+
+
+def local_processes(kind: WorkerKind, input_bytes: int) -> bool:
+    """Whether a local CPU cluster's workers are processes: where asked, or ('auto') for inputs of at least
+    SMALL_INPUT_BYTES. Below that, worker threads in this process cost nothing to start, and worker processes
+    would spend longer starting and importing than working."""
+    return kind == "processes" or (kind == "auto" and input_bytes >= SMALL_INPUT_BYTES)
+
+
 @contextmanager
 def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_workers: int | None = None,
-                 threads_per_worker: int | None = None) -> Iterator[Compute]:
+                 threads_per_worker: int | None = None, processes: bool = True) -> Iterator[Compute]:
     """A Dask client: attached to `scheduler`, or to a cluster started here (one worker per GPU, or one per
-    core by default) and closed on exit."""
+    core by default; CPU workers in processes, or threads of this process where `processes` is false) and
+    closed on exit."""
     if scheduler:
         with Client(scheduler) as client:
             workers = len(client.nthreads())
@@ -70,6 +83,7 @@ def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_work
     workers = n_workers or cores
     threads = threads_per_worker or max(1, cores // workers)
     with _quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=threads,
-                                          processes=True, dashboard_address=":0", silence_logs=logging.WARNING
+                                          processes=processes, dashboard_address=":0", silence_logs=logging.WARNING
                                           ) as cluster, Client(cluster) as client:
-        yield Compute(client, False, f"LocalCluster with {workers} CPU workers")
+        where = "CPU workers" if processes else "CPU workers in this process"
+        yield Compute(client, False, f"LocalCluster with {workers} {where}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN, KMeans
@@ -12,7 +14,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from tasks.cluster.cpu import CpuBackend, kmeans_fit
-from tasks.cluster.dask_cluster import dask_cluster
+from tasks.cluster.dask_cluster import SMALL_INPUT_BYTES, dask_cluster, local_processes
 from tasks.cluster.dbscan import DensitySettings
 from tasks.cluster.gpus import choose_backend
 from tasks.cluster.labels import NOISE, inertia
@@ -33,6 +35,16 @@ def backend():
     with dask_cluster(backend="cpu", n_workers=2) as compute:
         assert not compute.gpu and compute.description == "LocalCluster with 2 CPU workers"
         yield CpuBackend(compute.client)
+
+
+def test_small_inputs_run_on_worker_threads_of_this_process_and_large_ones_on_worker_processes():
+    assert not local_processes("auto", SMALL_INPUT_BYTES - 1) and local_processes("auto", SMALL_INPUT_BYTES)
+    assert local_processes("processes", 0) and not local_processes("threads", 10 * SMALL_INPUT_BYTES)
+    with dask_cluster(backend="cpu", n_workers=2, processes=False) as compute:
+        assert compute.description == "LocalCluster with 2 CPU workers in this process"
+        assert set(compute.client.run(os.getpid).values()) == {os.getpid()}
+        fit = CpuBackend(compute.client).kmeans(np.eye(8, dtype=np.float32).repeat(5, axis=0), [2], seed=0)[0]
+        assert fit.k == 2 and len(np.unique(fit.labels)) == 2
 
 
 @pytest.fixture(scope="module")
