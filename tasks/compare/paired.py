@@ -16,6 +16,7 @@ from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.sample import SampleSpec, fit_groups, fit_vectors, sampled_rows
 from tasks.compare.alignment import Pair, check_keys
 from tasks.errors import InputError
+from tasks.research.source import feature_questions
 from tasks.storage.faults import retrying
 from tasks.storage.reading import BytesRead, read_rows
 from tasks.storage.records import Manifest
@@ -25,7 +26,7 @@ from tasks.storage.rows import embedding_matrix
 @dataclass
 class PairedRows:
     """The sampled rows, the same (feature, layer, head) in A and B at each position: keys, statistics, PCA
-    projections; and each head's mean embedding over its sampled rows in A and in B."""
+    projections; each head's mean embedding over its sampled rows in A and in B; each feature's question."""
 
     feature_id: np.ndarray  # int64 (n,)
     slot: np.ndarray  # int64 (n,): layer * heads + head
@@ -38,6 +39,7 @@ class PairedRows:
     reducer: Reducer
     fit_rows: int
     bytes_read: int
+    questions: pd.DataFrame  # feature_id, question_id: one row per sampled feature
 
     def __len__(self) -> int:
         return len(self.feature_id)
@@ -51,6 +53,7 @@ class _Part:
     reduced: tuple[np.ndarray, np.ndarray]
     sums: tuple[np.ndarray, np.ndarray]
     bytes_read: int
+    questions: pd.DataFrame
 
 
 def fit_joint_reducer(pair: Pair, spec: SampleSpec, components: int, fit_rows: int, standardize: bool = False
@@ -84,13 +87,14 @@ def _read_shard_pair(pair: Pair, manifest_a: Manifest, manifest_b: Manifest, spe
                      ) -> _Part:
     """One shard of each dataset read a row group at a time in step, the sample's rows kept and checked."""
     counter, stop, n_slots = BytesRead(), spec.feature_stop(manifest_a), pair.layers * pair.heads
-    features, slots, stats, reduced, sums = [], [], ([], []), ([], []), [0.0, 0.0]
+    features, slots, keys, stats, reduced, sums = [], [], [], ([], []), ([], []), [0.0, 0.0]
     for table_a, table_b in zip(read_rows(pair.a, manifest_a, stop, counter=counter),
                                 read_rows(pair.b, manifest_b, stop, counter=counter)):
         table_a, table_b = sampled_rows(table_a, spec), sampled_rows(table_b, spec)
         check_keys(pair, table_a, table_b)
         slot = table_a["layer"].to_numpy().astype(np.int64) * pair.heads + table_a["head"].to_numpy()
         features.append(table_a["feature_id"].to_numpy())
+        keys.append(table_a.select(["feature_id", "question_id"]))
         slots.append(slot)
         for i, table in enumerate((table_a, table_b)):
             vectors = embedding_matrix(table)
@@ -98,7 +102,7 @@ def _read_shard_pair(pair: Pair, manifest_a: Manifest, manifest_b: Manifest, spe
             stats[i].append(_statistics(table, pair.statistics))
             sums[i] = sums[i] + _slot_sums(vectors, slot, n_slots)
     return _Part(np.concatenate(features), np.concatenate(slots), tuple(np.concatenate(s) for s in stats),
-                 tuple(np.concatenate(r) for r in reduced), tuple(sums), counter.count)
+                 tuple(np.concatenate(r) for r in reduced), tuple(sums), counter.count, feature_questions(keys))
 
 
 def read_pairs(pair: Pair, spec: SampleSpec, components: int, fit_rows: int, budget: MemoryBudget) -> PairedRows:
@@ -125,4 +129,5 @@ def read_pairs(pair: Pair, spec: SampleSpec, components: int, fit_rows: int, bud
         feature_id=np.concatenate([p.feature_id for p in parts]), slot=np.concatenate([p.slot for p in parts]),
         stats_a=stats[0], stats_b=stats[1], reduced_a=np.concatenate([p.reduced[0] for p in parts]),
         reduced_b=np.concatenate([p.reduced[1] for p in parts]), mean_a=means[0], mean_b=means[1], reducer=reducer,
-        fit_rows=fitted, bytes_read=sum(p.bytes_read for p in parts))
+        fit_rows=fitted, bytes_read=sum(p.bytes_read for p in parts),
+        questions=pd.concat([p.questions for p in parts], ignore_index=True))
