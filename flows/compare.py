@@ -1,5 +1,5 @@
 """Comparison flow: two datasets of the same features compared head by head (shift, statistics, roles, cluster
-migration) -> compare and layers tables, summary.json and report.html.
+migration) -> compare and layers tables, summary.json, report.html and explorer.html.
 
 `python flows/compare.py --a DATASET_A --b DATASET_B` compares two published datasets; with neither flag, the
 offline demo: MiniLM-L6 against itself after a short fine-tune on the embedded sample (fine-tune, two
@@ -7,6 +7,7 @@ extractions, then the comparison). `--help` lists the flags."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from tasks.cluster.resources import MemoryBudget, timed
 from tasks.cluster.sample import SampleSpec
 from tasks.compare.alignment import Pair, open_pair
 from tasks.compare.demo import demo_configs
+from tasks.compare.explorer import ModelMaps, diff_explorer_data
 from tasks.compare.findings import compare_findings
 from tasks.compare.outputs import write_compare_outputs
 from tasks.compare.paired import PairedRows, read_pairs
@@ -30,9 +32,12 @@ from tasks.compare.report import compare_sections
 from tasks.compare.summary import CompareSummary, DatasetSide
 from tasks.compare.tables import Comparison, compare_rows
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
+from tasks.extract.exemplars import attention_maps_of
 from tasks.preflight import check_compare
+from tasks.report.explorer import ExplorerData
 from tasks.report.summary import SampleRecord
 from tasks.research.findings import Finding
+from tasks.research.roles import RoleRules
 from tasks.storage.records import DatasetRecord
 
 
@@ -83,15 +88,31 @@ def rows_migrating(comparison: Comparison) -> float:
     return float((comparison.labels_a != comparison.labels_b).mean()) if len(comparison.labels_a) else float("nan")
 
 
+def diff_explorer(config: CompareConfig, pair: Pair, rows: PairedRows, comparison: Comparison) -> ExplorerData:
+    """explorer.html's data; the maps recomputed with each dataset's own model and source."""
+    sides = tuple(ModelMaps(record.model.model, functools.partial(attention_maps_of, record, location.url,
+                                                                  config.credentials))
+                  for record, location in ((pair.record_a, pair.a), (pair.record_b, pair.b)))
+    rules = RoleRules(config.role_threshold, config.mixed_threshold, config.block_threshold)
+    return diff_explorer_data(rows, comparison, points=config.explorer_points, seed=config.seed, rules=rules,
+                              maps=sides, map_heads=config.explorer_maps,
+                              title=f"What changed in the heads: {pair.record_b.model.model} against "
+                                    f"{pair.record_a.model.model}")
+
+
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(config: CompareConfig, pair: Pair, rows: PairedRows, comparison: Comparison, seconds: dict
                 ) -> tuple[str, CompareSummary]:
     findings = compare_findings(comparison, config)
     summary = summarise(config, pair, rows, comparison, findings, seconds)
     sections = compare_sections(comparison, findings, pair.statistics, config)
-    report = write_compare_outputs(Path(config.out), comparison, summary, sections)
+    explorer = diff_explorer(config, pair, rows, comparison)
+    get_run_logger().info("explorer: %s", explorer.projection)
+    report = write_compare_outputs(Path(config.out), comparison, summary, sections, explorer)
     lines = ["# What changed in the heads", f"A: `{pair.a.url}`", f"B: `{pair.b.url}`", "",
-             *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(findings, start=1)), "", f"Report: `{report}`"]
+             *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(findings, start=1)), "", f"Report: `{report}`",
+             f"Explorer (heads grid by any measure of change, both models' rows on one projection, maps of the most "
+             f"displaced heads; opens offline): `{report.parent / 'explorer.html'}`"]
     create_markdown_artifact("\n".join(lines), key="compare-findings", description="What changed in the heads")
     shown = ["layer", "changed_heads", "migrated_heads", "displacement", "migration", "cosine_distance"]
     create_table_artifact(comparison.layers[shown].round(4).to_dict("records"), key="compare-layers",
@@ -118,7 +139,7 @@ def compare(config: CompareConfig = CompareConfig()) -> dict:
     with timed(seconds, "measures"):
         comparison = compare_task(rows, pair, config)
     report, summary = report_task(config, pair, rows, comparison, seconds)
-    log.info("report: %s", report)
+    log.info("report: %s; explorer: %s", report, Path(report).parent / "explorer.html")
     return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 
 

@@ -197,6 +197,8 @@ class CompareConfig(BaseModel):
     mixed_threshold: float = Field(0.2, gt=0, lt=1, description="vertical+diagonal pattern: both masses at least this, and together above the role threshold")
     block_threshold: float = Field(0.5, gt=0, lt=1, description="block pattern: segment focus above this")
     memory_budget: float | None = Field(None, gt=0, description="GB this process may hold for the comparison's arrays; a run that cannot fit fails at once (default: this machine's memory)")
+    explorer_points: int = Field(100_000, ge=2, description="rows (a seeded choice of paired rows, half in A, half in B) drawn in explorer.html's projection")
+    explorer_maps: int = Field(3, ge=0, description="explorer.html: the most displaced heads whose attention maps are recomputed with both models on 2 seeded features (needs each dataset's model and source; 0: none)")
     demo_steps: int = Field(4, ge=1, description="the offline demo (no --a, --b): optimizer steps of its fine-tune (4: about two epochs of the embedded sample)")
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from planted import CHANGED, HEADS, SEP_RISE, write_dataset
+from report.test_explorer import decoded_points, page_data
 from tiny import TINY
 
 from flows.cli import main as atlas
@@ -114,7 +115,8 @@ def test_the_flow_writes_every_output_and_replaces_them_whole(planted, prefect_s
     from flows.compare import main
 
     out = tmp_path / "compare"
-    flags = ["--a", planted[0], "--b", planted[1], "--out", str(out), "--permutations", "200", "--bootstrap", "50"]
+    flags = ["--a", planted[0], "--b", planted[1], "--out", str(out), "--permutations", "200", "--bootstrap", "50",
+             "--explorer-points", "100", "--explorer-maps", "0"]  # planted datasets have no model to recompute maps
     (out / "stale").mkdir(parents=True)
     result = main(flags)
     assert result["report"] == str(out / "report.html")
@@ -129,6 +131,10 @@ def test_the_flow_writes_every_output_and_replaces_them_whole(planted, prefect_s
     page = (out / "report.html").read_text()
     assert all(f.text.split(":")[0].replace("'", "&#x27;") in page for f in summary.findings)
     assert page.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png"))) == 3
+    explorer = page_data(out / "explorer.html")
+    assert pd.DataFrame(explorer["heads_table"]["columns"])["displacement"].tolist() == \
+        pytest.approx(heads["displacement"].tolist())
+    assert decoded_points(explorer)["model"].value_counts().to_dict() == {"A": 50, "B": 50}
     assert not (out / "stale").exists() and not list(tmp_path.glob(".compare*"))
 
 
@@ -147,6 +153,11 @@ def test_the_demo_fine_tunes_then_extracts_both_models_and_compares_them(prefect
     assert summary["rows"] == 60 * 8 and summary["b"]["model"] == str(tmp_path / "tuned")
     moved = pd.read_parquet(tmp_path / "compare" / "compare.parquet")
     assert (moved["displacement"] > 0).all(), "fine-tuning at lr 1e-2 moves every head's maps"
+    maps = pd.DataFrame(page_data(tmp_path / "compare" / "explorer.html")["maps"])
+    top = {(r.layer, r.head) for r in moved.nlargest(3, "displacement").itertuples()}
+    assert set(zip(maps["layer"], maps["head"])) == top and maps["feature"].nunique() == 2
+    assert sorted(maps["caption"].unique()) == [f"A: {TINY['model']}", f"B: {tmp_path / 'tuned'}"]
+    assert (maps.groupby("caption").size() == 3 * 2).all()
 
 
 def test_the_compare_deployment_points_at_the_flow_with_a_valid_config():
