@@ -4,8 +4,6 @@ explorer.html."""
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from tasks.cluster.sample import Sample
 from tasks.report.explorer import ExplorerData, render_explorer
 from tasks.report.html import render_html
 from tasks.report.sections import Section
+from tasks.report.staging import swapped_in
 from tasks.report.summary import ClusterSummary
 from tasks.report.tables import label_parts
 from tasks.research.study import Study
@@ -26,9 +25,7 @@ def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, s
                   sections: list[Section], explorer: ExplorerData) -> Path:
     """Writes every output into a staging folder beside `out`, then swaps it in whole; returns report.html."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex}")
-    try:
+    with swapped_in(out) as staging:
         (staging / "figures").mkdir(parents=True)
         (staging / "labels.parquet").mkdir()
         for shard, table in label_parts(sample, run.labels):
@@ -49,11 +46,4 @@ def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, s
         (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2))
         (staging / "report.html").write_text(render_html("Attention-head clusters", summary.to_json(), sections))
         (staging / "explorer.html").write_text(render_explorer(explorer), encoding="utf-8")
-        previous = out.with_name(f".{out.name}.previous-{uuid.uuid4().hex}")
-        if out.exists():
-            out.rename(previous)
-        staging.rename(out)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out / "report.html"
