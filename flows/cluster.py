@@ -27,7 +27,7 @@ from tasks.config import ClusterConfig
 from tasks.extract.exemplars import attention_maps_of
 from tasks.preflight import check_cluster, check_statistic
 from tasks.report.explorer import explorer_data
-from tasks.report.html import data_uri
+from tasks.report.gallery import gallery_documents
 from tasks.report.outputs import write_outputs
 from tasks.report.research import findings_section
 from tasks.report.sections import Section, build_sections
@@ -57,7 +57,7 @@ def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig,
 
 def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path, sections: list[Section]) -> None:
     """The report's tables as Prefect artifacts, a markdown summary naming the files, and the report's figures
-    embedded in a markdown artifact (the Prefect UI renders data-URI images)."""
+    embedded in one markdown artifact per section (the Prefect UI renders data-URI images)."""
     for name, labels in run.labels.items():
         create_table_artifact(sizes_table(labels).to_dict("records"), key=f"cluster-sizes-{name.replace('_', '-')}",
                               description=f"{name}: cluster sizes")
@@ -70,10 +70,8 @@ def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path,
                for name, c in summary.clusterings.items()),
              "", "Figures:", *(f"- `{path}`" for path in figures)]
     create_markdown_artifact("\n".join(lines), key="cluster-report", description="Clustering summary")
-    gallery = ["# Clustering figures"]
-    for section in sections:
-        gallery += [f"## {section.title}", section.text, *(f"![{f.title}]({data_uri(f)})" for f in section.figures)]
-    create_markdown_artifact("\n\n".join(gallery), key="cluster-figures", description="The report's figures")
+    for key, document in gallery_documents(sections).items():
+        create_markdown_artifact(document, key=f"cluster-figures-{key}", description="The report's figures")
 
 
 def role_rules(config: ClusterConfig) -> RoleRules:

@@ -98,12 +98,14 @@ def test_the_full_deployment_runs_on_a_worker_with_a_task_per_shard_artifacts_an
     assert {"check-destination", "plan-extraction", "load-sample", "cluster", "report"} <= \
         {t.name.rsplit("-", 1)[0] for t in task_runs}
 
-    assert {"extract-progress", "extract-summary", "extract-shards", "cluster-report", "cluster-figures",
+    assert {"extract-progress", "extract-summary", "extract-shards", "cluster-report", "cluster-figures-findings",
             "k-search", "dbscan-grid", "cluster-sizes-kmeans"} <= set(artifacts)
     assert artifacts["extract-progress"].data == 100
     shard_table = _data(artifacts["extract-shards"])
     assert [row["shard"] for row in shard_table] == list(range(len(manifests)))
-    assert artifacts["cluster-figures"].data.count("](data:image/png;base64,") >= 8
+    galleries = [a.data for key, a in artifacts.items() if key.startswith("cluster-figures-")]
+    assert sum(g.count("](data:image/png;base64,") for g in galleries) >= 8
+    assert max(len(g.encode()) for g in galleries) <= 1_000_000  # no event refused by the server
 
     rows = sum(json.loads(m.read_text())["rows"] for m in manifests)
     assert len(pd.read_parquet(tmp_path / "clusters" / "labels.parquet")) == rows == sum(r["rows"] for r in shard_table)
