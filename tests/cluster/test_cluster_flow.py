@@ -169,7 +169,7 @@ def test_cluster_flow_writes_every_output(prefect_server, dataset, tmp_path):
     result = cluster(config)
     assert Path(result["report"]) == out / "report.html"
     for name in ["k_search.csv", "k_search.parquet", "dbscan_grid.csv", "dbscan_grid.parquet",
-                 "pca_variance.csv", "centres_kmeans.npy", "centres_kmeans_r1.npy", "summary.json"]:
+                 "pca_variance.csv", "centres_kmeans.npy", "centres_kmeans_r1.npy", "summary.json", "explorer.html"]:
         assert (out / name).is_file(), name
     assert sorted(p.name for p in (out / "labels.parquet").iterdir()) == [f"part-{i:06d}.parquet" for i in range(3)]
     labels = pd.read_parquet(out / "labels.parquet")
