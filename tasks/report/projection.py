@@ -27,10 +27,12 @@ def seeded_subset(n: int, cap: int, seed: int) -> np.ndarray:
 
 
 def _umap_module():
+    """umap-learn's module, or None where it is missing (an unrelated or leftover `umap` has no UMAP)."""
     try:
-        return importlib.import_module("umap")
+        module = importlib.import_module("umap")
     except ImportError:
         return None
+    return module if hasattr(module, "UMAP") else None
 
 
 def project(reduced: np.ndarray, seed: int, method: Method = "auto") -> Projection:
