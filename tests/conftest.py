@@ -14,6 +14,7 @@ os.environ.setdefault("FSSPEC_GS_TOKEN", "anon")
 os.environ.setdefault("FSSPEC_GS_PROJECT", "atlas-test")
 
 import pytest  # noqa: E402
+from pages import browser, page  # noqa: E402, F401 (explorer pages in chromium; a test module provides `run`)
 
 from tasks.extract.qa_model import TINY_RANDOM_MODEL, load_qa_model  # noqa: E402
 from tasks.squad.load import load_squad  # noqa: E402

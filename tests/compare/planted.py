@@ -19,6 +19,7 @@ STATS = ["entropy", "cls_mass", "sep_mass", "punct_mass", "prev_mass", "next_mas
 CHANGED = {(2, 1), (2, 3)}  # (layer, head) moved in B
 SEP_RISE = 0.4  # B minus A of sep_mass in the changed heads: [SEP] becomes their role
 FEATURES, SHARD_SIZE = 40, 20
+FAST = dict(permutations=200, bootstrap=50)  # fewer resamples than the defaults: enough for planted changes
 CENTRES = np.random.default_rng(11).normal(size=(LAYERS * HEADS, DIM)) * 10
 
 

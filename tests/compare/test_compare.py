@@ -9,36 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from planted import CHANGED, HEADS, SEP_RISE, write_dataset
-from report.test_explorer import decoded_points, page_data
+from pages import decoded_points, page_data
+from planted import CHANGED, FAST, HEADS, SEP_RISE, write_dataset
 from tiny import TINY
 
 from flows.cli import main as atlas
-from tasks.cluster.resources import MemoryBudget
-from tasks.cluster.sample import SampleSpec
-from tasks.compare.alignment import open_pair
 from tasks.compare.demo import DEMO_B, DEMO_MODEL, demo_configs
-from tasks.compare.findings import compare_findings
-from tasks.compare.paired import read_pairs
+from tasks.compare.findings import changed_heads_finding, compare_findings, smallest_p
 from tasks.compare.summary import CompareSummary
-from tasks.compare.tables import compare_rows
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
-
-FAST = dict(permutations=200, bootstrap=50)
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("planted")
-    return write_dataset(folder / "a", moved=False), write_dataset(folder / "b", moved=True)
-
-
-@pytest.fixture(scope="module")
-def comparison(planted):
-    cfg = CompareConfig(a=planted[0], b=planted[1], **FAST)
-    pair = open_pair(cfg.a, cfg.b, None, None)
-    rows = read_pairs(pair, SampleSpec(), cfg.pca_components, cfg.pca_fit_rows, MemoryBudget(2**30))
-    return cfg, rows, compare_rows(rows, pair.statistics, pair.layers, pair.heads, cfg)
 
 
 def _planted(heads: pd.DataFrame) -> np.ndarray:
@@ -89,6 +68,14 @@ def test_layer_aggregates_and_findings_point_at_the_last_layer(comparison):
     assert "L2H1" in findings["changed_heads"].text and "L2H3" in findings["changed_heads"].text
     assert findings["migration"].value == pytest.approx(2 / 12)
     assert "sep_mass in layer 2" in findings["statistic"].text
+
+
+def test_too_few_features_to_flag_any_head_is_said_beside_the_zero():
+    assert smallest_p(4, 1000) == 1 / 8 and smallest_p(40, 200) == 1 / 201
+    heads = pd.DataFrame({"layer": [0, 1], "head": [0, 0], "changed": [False, False], "energy_distance": [0.1, 0.2]})
+    few = changed_heads_finding(heads, 4, CompareConfig())
+    assert few.text.startswith("0 of 2 heads changed") and "With 4 features a head's p-value cannot go below 0.125" in few.text
+    assert "cannot go below" not in changed_heads_finding(heads, 40, CompareConfig()).text
 
 
 REFUSALS = {

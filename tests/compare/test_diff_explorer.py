@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from pages import decoded_points, page_data
 from planted import CHANGED, FEATURES, HEADS, LAYERS
-from report.test_explorer import browser, decoded_points, page, page_data  # noqa: F401 (fixtures)
-from test_compare import comparison, planted  # noqa: F401 (fixtures)
 
 from tasks.compare.explorer import diff_explorer_data
 from tasks.report.explorer import render_explorer
@@ -22,14 +21,14 @@ def _is_planted(table: pd.DataFrame) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def diff_page(comparison, tmp_path_factory):  # noqa: F811
+def diff_page(comparison, tmp_path_factory):
     _, rows, result = comparison
     path = tmp_path_factory.mktemp("diff") / "explorer.html"
     path.write_text(render_explorer(diff_explorer_data(rows, result)), encoding="utf-8")
     return path
 
 
-def test_the_grid_holds_every_head_with_the_planted_heads_changed_most(diff_page, comparison):  # noqa: F811
+def test_the_grid_holds_every_head_with_the_planted_heads_changed_most(diff_page, comparison):
     _, _, result = comparison
     data = page_data(diff_page)
     heads = pd.DataFrame(data["heads_table"]["columns"])
@@ -49,7 +48,7 @@ def test_the_grid_holds_every_head_with_the_planted_heads_changed_most(diff_page
     assert set(changed[changed].index) == CHANGED, "the planted heads' rows sit in another joint cluster in B"
 
 
-def test_points_are_the_same_rows_of_both_models_on_the_joint_pca(diff_page, comparison):  # noqa: F811
+def test_points_are_the_same_rows_of_both_models_on_the_joint_pca(diff_page, comparison):
     _, rows, result = comparison
     data = page_data(diff_page)
     points = decoded_points(data)
@@ -69,7 +68,7 @@ def test_points_are_the_same_rows_of_both_models_on_the_joint_pca(diff_page, com
     assert "every paired row, each in A and in B" in data["projection"] and data["maps"] == []
 
 
-def test_the_points_are_capped_to_a_seeded_choice_of_paired_rows(comparison):  # noqa: F811
+def test_the_points_are_capped_to_a_seeded_choice_of_paired_rows(comparison):
     _, rows, result = comparison
     capped = diff_explorer_data(rows, result, points=CAP, seed=3)
     chosen = seeded_subset(len(rows), CAP // 2, 3)
@@ -89,7 +88,7 @@ def run(diff_page):
     return {"page": diff_page}
 
 
-def test_the_diff_page_opens_without_errors_and_a_planted_head_shows_its_numbers(page, comparison):  # noqa: F811
+def test_the_diff_page_opens_without_errors_and_a_planted_head_shows_its_numbers(page, comparison):
     tab, problems = page
     heads = comparison[2].heads.set_index(["layer", "head"])
     assert tab.evaluate("explorer.drawnPoints()") == 2 * len(comparison[1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.image import imread
+from pages import decoded_points, page_data
 from tiny import TINY
 
 from tasks.config import ClusterConfig, ExtractConfig
@@ -24,24 +24,7 @@ from tasks.research.roles import PATTERNS, RoleRules, pattern_codes
 from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--enable-unsafe-swiftshader"]  # WebGL on SwiftShader
 POINTS = 600  # fewer than the run's rows: the page gets a seeded subsample
-
-
-def page_data(path: Path) -> dict:
-    """The JSON embedded in a page."""
-    text = re.search(r"<script type='application/json' id='explorer-data'>(.*?)</script>", path.read_text(), re.S)
-    return json.loads(text.group(1))
-
-
-def decoded_points(data: dict) -> pd.DataFrame:
-    points = data["points"]
-    xy = np.frombuffer(base64.b64decode(points["xy"]), np.float32).reshape(-1, 2)
-    columns = {name: np.asarray(c["values"], dtype=object)[np.frombuffer(base64.b64decode(c["codes"]), c["type"])]
-               for name, c in points["columns"].items()}
-    return pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], **columns})
 
 
 def hand_rows(n_features: int = 40, layers: int = 2, heads: int = 3, seed: int = 0):
@@ -142,35 +125,6 @@ def run(tmp_path_factory, prefect_server):
     out = Path(result["report"]).parent
     return {"out": out, "page": out / "explorer.html", "data": page_data(out / "explorer.html"),
             "dataset": result["extraction"]["dest"], "rows": result["extraction"]["rows"]}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"no chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser, run):
-    """The run's explorer.html opened; yields (page, problems): console errors, page errors, failed requests and
-    requests for anything but the file itself."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    tab = context.new_page()
-    problems: list[str] = []
-    tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    tab.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
-    tab.on("request", lambda r: None if r.url.startswith(("file://", "data:", "blob:")) else problems.append(r.url))
-    tab.goto(run["page"].as_uri())
-    tab.wait_for_function("() => window.explorer && window.explorer.drawnPoints() > 0")
-    yield tab, problems
-    context.close()
 
 
 def non_white(png: bytes) -> int:
