@@ -59,13 +59,23 @@ def depth_finding(comparison: Comparison, cfg: CompareConfig) -> Finding | None:
                    evidence="layers.csv: displacement; compare.csv: displacement")
 
 
-def changed_heads_finding(heads: pd.DataFrame, cfg: CompareConfig) -> Finding:
+def smallest_p(features: int, permutations: int) -> float:
+    """The smallest p-value a swap test can give: swapping A and B in all of a head's features gives the same
+    energy distance, so there are 2^(features - 1) distinct swaps, and a p-value is at least 1 / (1 + permutations)."""
+    return max(2.0 ** -(max(features, 1) - 1), 1 / (1 + permutations))
+
+
+def changed_heads_finding(heads: pd.DataFrame, features: int, cfg: CompareConfig) -> Finding:
     changed = heads[heads["changed"]].sort_values("energy_distance", ascending=False)
     listed = ", ".join(_name(r) for r in changed.head(HEADS_NAMED).itertuples())
     more = f" and {len(changed) - HEADS_NAMED} more" if len(changed) > HEADS_NAMED else ""
+    used = min(features, cfg.distance_rows)
+    floor = smallest_p(used, cfg.permutations)
+    limit = (f" With {used} features a head's p-value cannot go below {floor:.3g}, so one head alone cannot reach "
+             f"q < {cfg.alpha:g} among {len(heads)}." if changed.empty and floor * len(heads) >= cfg.alpha else "")
     text = (f"{len(changed)} of {len(heads)} heads changed: their rows in B are further from their rows in A than "
             f"swapping A and B within features gives (energy distance, Benjamini-Hochberg q < {cfg.alpha:g}, "
-            f"{cfg.permutations} permutations){': ' + listed + more if listed else ''}.")
+            f"{cfg.permutations} permutations){': ' + listed + more if listed else ''}.{limit}")
     return Finding(key="changed_heads", text=text, value=len(changed) / max(len(heads), 1), low=None, high=None,
                    evidence="compare.csv: energy_distance, energy_p, energy_q, changed")
 
@@ -116,6 +126,7 @@ def statistic_finding(layers: pd.DataFrame) -> Finding | None:
 
 
 def compare_findings(comparison: Comparison, cfg: CompareConfig) -> list[Finding]:
-    found = [depth_finding(comparison, cfg), changed_heads_finding(comparison.heads, cfg),
+    features = comparison.grid.values.shape[0]
+    found = [depth_finding(comparison, cfg), changed_heads_finding(comparison.heads, features, cfg),
              migration_finding(comparison, cfg), roles_finding(comparison.heads), statistic_finding(comparison.layers)]
     return [f for f in found if f is not None]
