@@ -2,9 +2,13 @@
 embeddings: one dense cluster holding most rows, satellite clusters each made of a few heads, and noise.
 
 Every row's vector is a point of a low-dimensional latent space mapped into `dim` dimensions by one seeded
-random projection, plus a little isotropic noise: the rank structure PCA finds in real ResNet embeddings."""
+random projection, plus a little isotropic noise: the rank structure PCA finds in real ResNet embeddings.
+A second dataset of the same features (a `variant`) keeps every row's latent point, draws fresh noise and
+statistics, and moves the heads it is told to shift: a comparison's planted change."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
@@ -19,6 +23,7 @@ from tasks.storage.writer import ShardFileWriter
 LAYERS, HEADS, LATENT = 12, 12, 16
 STATISTICS = ("entropy", "cls_mass", "sep_mass", "prev_mass", "next_mass", "diag_mass")
 SATELLITES, NOISE = 6, 0.03  # satellite clusters; share of rows that are noise
+SHIFT, STATISTIC_SHIFT = 2.0, 0.25  # a shifted head's move in the latent space; what it adds to each statistic
 
 
 def planted_groups(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -54,24 +59,32 @@ def _record(fingerprint: str, shards: int, features_per_shard: int, dim: int, dt
 
 
 def write_synthetic(url: str, shards: int, features_per_shard: int, dim: int = 2048, dtype: str = "float32",
-                    seed: int = 0, batch_features: int = 100) -> Location:
-    """Writes the dataset to `url` (shards of `features_per_shard` features, LAYERS x HEADS rows a feature)."""
+                    seed: int = 0, batch_features: int = 100, variant: int = 0, shifted: Sequence[int] = ()
+                    ) -> Location:
+    """Writes the dataset to `url` (shards of `features_per_shard` features, LAYERS x HEADS rows a feature).
+    Datasets of one seed share their latent points; `variant` seeds the noise and the statistics, and the heads
+    at the slots `shifted` (layer * HEADS + head) move SHIFT along one seeded latent direction, their
+    statistics up by STATISTIC_SHIFT."""
     dest = Location.open(url)
-    fingerprint = f"synthetic-{shards}x{features_per_shard}x{dim}-{dtype}-{seed}"
+    fingerprint = f"synthetic-{shards}x{features_per_shard}x{dim}-{dtype}-{seed}-{variant}-{sorted(shifted)}"
     ensure_dataset_record(dest, _record(fingerprint, shards, features_per_shard, dim, dtype))
     projection = np.random.default_rng(seed).normal(size=(LATENT, dim)).astype(np.float32) / np.sqrt(LATENT)
+    direction = np.random.default_rng([seed, 1]).normal(size=LATENT)
     schema = row_schema(dim, dtype, STATISTICS)
+    moved = np.isin(np.arange(LAYERS * HEADS), list(shifted))
     for shard in range(shards):
-        rng = np.random.default_rng([seed, shard])
+        rng, noise = np.random.default_rng([seed, shard]), np.random.default_rng([seed, shard, variant])
         first = shard * features_per_shard
         with staging_dir(dest) as staging:
             writer = ShardFileWriter(staging / "shard.parquet", schema)
             for start in range(first, first + features_per_shard, batch_features):
                 features = np.arange(start, min(start + batch_features, first + features_per_shard))
                 points = _latent(features, rng, seed)
+                points[np.tile(moved, len(features))] += direction * (SHIFT / np.linalg.norm(direction))
                 vectors = points.astype(np.float32) @ projection
-                vectors += rng.standard_normal((len(points), dim), dtype=np.float32) * np.float32(0.05)
-                statistics = rng.random((len(features), LAYERS, HEADS, len(STATISTICS)), dtype=np.float32)
+                vectors += noise.standard_normal((len(points), dim), dtype=np.float32) * np.float32(0.05)
+                statistics = noise.random((len(features), LAYERS, HEADS, len(STATISTICS)), dtype=np.float32)
+                statistics.reshape(len(features), LAYERS * HEADS, -1)[:, moved] += np.float32(STATISTIC_SHIFT)
                 writer.write(features, [f"q{f}" for f in features], np.zeros(len(features), np.int16), vectors,
                              statistics)
             groups = writer.close()

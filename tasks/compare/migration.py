@@ -6,28 +6,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.cluster.backend import KMeansFit
 from tasks.cluster.cpu import kmeans_fit
-from tasks.cluster.run import kmeans_fits
+from tasks.cluster.labels import nearest_centre
 
 PERMUTATION_CHUNK = 100
-
-
-class InProcessBackend:
-    """scikit-learn KMeans in this process (the part of the CPU backend the joint KMeans needs)."""
-
-    name = "scikit-learn in the flow's process"
-
-    def kmeans(self, X: np.ndarray, ks: list[int], seed: int) -> list[KMeansFit]:
-        return [kmeans_fit(X, k, seed) for k in ks]
 
 
 def joint_labels(reduced_a: np.ndarray, reduced_b: np.ndarray, k: int, seed: int, max_rows: int
                  ) -> tuple[np.ndarray, np.ndarray]:
     """KMeans over the rows of A and B together (fitted on at most `max_rows`, every row labelled by its nearest
-    centre): (labels of A's rows, labels of B's rows)."""
-    fit = kmeans_fits(InProcessBackend(), np.vstack([reduced_a, reduced_b]), [k], seed, max_rows)[0]
-    return fit.labels[:len(reduced_a)], fit.labels[len(reduced_a):]
+    centre): (labels of A's rows, labels of B's rows), as tasks.cluster.run.kmeans_fits gives them on the rows of
+    A then B. Above `max_rows` those are never stacked: the fit's rows are gathered, each side labelled a chunk of
+    rows at a time."""
+    n = len(reduced_a)
+    if 2 * n <= max_rows:
+        labels = kmeans_fit(np.vstack([reduced_a, reduced_b]), k, seed).labels
+        return labels[:n], labels[n:]
+    rows = np.sort(np.random.RandomState(seed).choice(2 * n, max_rows, replace=False))
+    centres = kmeans_fit(np.vstack([reduced_a[rows[rows < n]], reduced_b[rows[rows >= n] - n]]), k, seed).centres
+    return nearest_centre(reduced_a, centres), nearest_centre(reduced_b, centres)
 
 
 def share_shift_test(labels_a: np.ndarray, labels_b: np.ndarray, k: int, permutations: int, seed: int

@@ -62,6 +62,7 @@ def energy_tests(reduced_a: np.ndarray, reduced_b: np.ndarray, rows: list[np.nda
     return results[:, 0], results[:, 1]
 
 
-def displacement(reduced_a: np.ndarray, reduced_b: np.ndarray) -> np.ndarray:
-    """Each row's distance between its A and B projections."""
-    return np.linalg.norm(reduced_b.astype(np.float64) - reduced_a, axis=1)
+def displacement(reduced_a: np.ndarray, reduced_b: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """Each row's distance between its A and B projections, a chunk of rows at a time."""
+    return np.concatenate([np.linalg.norm(reduced_b[i:i + chunk].astype(np.float64) - reduced_a[i:i + chunk], axis=1)
+                           for i in range(0, max(len(reduced_a), 1), chunk)])
