@@ -66,7 +66,7 @@ def test_each_bad_input_gives_one_clear_error_and_no_output(case, prefect_server
     source = tmp_path / "train.json"
     source.write_bytes(contents if contents is not None else Path(embedded_sample_path()).read_bytes())
     dest = tmp_path / "dataset"
-    argv = ["--source", str(source), "--dest", str(dest), *tiny_flags()]
+    argv = ["--dest", str(dest), *tiny_flags(source=str(source))]
     argv += [flag.format(tmp=tmp_path) for flag in flags]
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(SystemExit) as exit_:
