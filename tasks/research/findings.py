@@ -13,7 +13,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from tasks.cluster.labels import NOISE, cluster_sizes
-from tasks.research.statistics import bootstrap_interval, normalised_entropy
+from tasks.research.statistics import bootstrap_interval, column_means, normalised_entropy
 
 
 class Finding(BaseModel):
@@ -116,7 +116,7 @@ def small_clusters(rows: Rows, labels: np.ndarray, most: int, resamples: int, se
     table.insert(0, "rows", [sizes[c] for c in clusters])
     table.insert(0, "cluster", clusters)
     estimate, low, high = bootstrap_interval(
-        lambda w: np.nanmean(_small_cluster_numbers(rows, labels, clusters, w), axis=0), rows.codes, resamples, seed)
+        lambda w: column_means(_small_cluster_numbers(rows, labels, clusters, w)), rows.codes, resamples, seed)
     return table, {name: (estimate[i], low[i], high[i]) for i, name in enumerate(names)}
 
 
@@ -131,7 +131,7 @@ def satellite_evenness(rows: Rows, satellites: np.ndarray, resamples: int, seed:
     def evenness(w: np.ndarray) -> float:
         counts = np.bincount(satellites[inside] * rows.n_slots + rows.slot[inside], weights=w[inside],
                              minlength=k * rows.n_slots).reshape(k, rows.n_slots)
-        return float(np.nanmean(normalised_entropy(counts, axis=1)))
+        return float(column_means(normalised_entropy(counts, axis=1)))
 
     estimate, low, high = bootstrap_interval(evenness, rows.codes, resamples, seed)
     return k, (float(estimate), float(low), float(high))

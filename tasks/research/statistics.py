@@ -3,6 +3,7 @@ Benjamini-Hochberg correction."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -31,9 +32,17 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], np.ndarray | float], co
     estimate = np.asarray(statistic(np.ones(len(codes))), np.float64)
     draws = np.array([statistic(w) for w in bootstrap_weights(codes, resamples, seed)], np.float64)
     tail = (1 - level) / 2 * 100
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # a column with no defined resample gets NaN bounds, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
         low, high = np.nanpercentile(draws, [tail, 100 - tail], axis=0) if len(draws) else (estimate, estimate)
     return estimate, np.asarray(low), np.asarray(high)
+
+
+def column_means(values: np.ndarray) -> np.ndarray:
+    """Each column's mean over its defined (non-NaN) values; NaN, without a warning, where none is defined."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=0)
 
 
 def permutation_pvalues(values: np.ndarray, groups: np.ndarray, permutations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,12 +3,15 @@ difference only, Benjamini-Hochberg matches its definition."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from tasks.research.statistics import (
     benjamini_hochberg,
     bootstrap_interval,
+    column_means,
     feature_codes,
     normalised_entropy,
     permutation_pvalues,
@@ -63,3 +66,14 @@ def test_benjamini_hochberg_on_planted_p_values():
 def test_normalised_entropy_is_zero_for_one_value_and_one_for_even():
     np.testing.assert_allclose(normalised_entropy(np.array([[5, 0, 0, 0], [2, 2, 2, 2]]), axis=1), [0, 1])
     assert np.isnan(normalised_entropy(np.zeros((1, 3)), axis=1)[0])
+
+
+def test_a_statistic_undefined_in_every_resample_gives_nan_bounds_without_a_warning():
+    codes = np.repeat(np.arange(6), 3)
+    values = np.where(np.arange(18) % 2 == 0, np.nan, np.arange(18.0))[:, None].repeat(2, axis=1)
+    values[:, 1] = np.nan  # the second column is never defined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        estimate, low, high = bootstrap_interval(lambda w: column_means(values * w[:, None]), codes, 50, 0)
+    assert estimate[0] == np.nanmean(values[:, 0]) and low[0] <= estimate[0] <= high[0]
+    assert np.isnan([estimate[1], low[1], high[1]]).all()
