@@ -3,7 +3,6 @@ explorer.html."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +11,9 @@ import pyarrow.parquet as pq
 
 from tasks.cluster.run import ClusteringRun
 from tasks.cluster.sample import Sample
-from tasks.report.explorer import ExplorerData, render_explorer
-from tasks.report.html import render_html
+from tasks.report.explorer import ExplorerData
 from tasks.report.sections import Section
-from tasks.report.staging import swapped_in
+from tasks.report.staging import swapped_in, write_pages, write_tables
 from tasks.report.summary import ClusterSummary
 from tasks.report.tables import label_parts
 from tasks.research.study import Study
@@ -26,7 +24,6 @@ def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, s
     """Writes every output into a staging folder beside `out`, then swaps it in whole; returns report.html."""
     out = Path(out)
     with swapped_in(out) as staging:
-        (staging / "figures").mkdir(parents=True)
         (staging / "labels.parquet").mkdir()
         for shard, table in label_parts(sample, run.labels):
             pq.write_table(table, staging / "labels.parquet" / f"part-{shard:06d}.parquet")
@@ -34,16 +31,11 @@ def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, s
                     ("small_clusters", study.small_clusters), ("stability", study.stability)]
         if study.clusters_by_pattern is not None:
             research.append(("clusters_by_pattern", study.clusters_by_pattern))
-        for stem, table in [("k_search", run.k_table), ("dbscan_grid", run.grid), *research,
-                            ("pca_variance", pd.DataFrame({"component": np.arange(1, len(run.explained_variance) + 1),
-                                                           "explained_variance_ratio": run.explained_variance}))]:
-            table.to_parquet(staging / f"{stem}.parquet", index=False)
-            table.to_csv(staging / f"{stem}.csv", index=False)
+        variance = pd.DataFrame({"component": np.arange(1, len(run.explained_variance) + 1),
+                                 "explained_variance_ratio": run.explained_variance})
+        write_tables(staging, [("k_search", run.k_table), ("dbscan_grid", run.grid), *research,
+                               ("pca_variance", variance)])
         for name, centres in run.centres.items():
             np.save(staging / f"centres_{name}.npy", centres)
-        for figure in (f for s in sections for f in s.figures):
-            (staging / "figures" / f"{figure.name}.png").write_bytes(figure.png)
-        (staging / "summary.json").write_text(json.dumps(summary.to_json(), indent=2))
-        (staging / "report.html").write_text(render_html("Attention-head clusters", summary.to_json(), sections))
-        (staging / "explorer.html").write_text(render_explorer(explorer), encoding="utf-8")
+        write_pages(staging, "Attention-head clusters", summary.to_json(), sections, explorer)
     return out / "report.html"
