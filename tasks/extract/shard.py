@@ -113,6 +113,9 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
     if squad.sha256 != record.source.sha256:
         raise InputError(f"{cfg.source}: the file changed since the dataset was planned")
     models = models_for(cfg)
+    if models.qa.identity.get("commit") != (record.model.model_extra or {}).get("commit"):
+        raise InputError(f"model '{cfg.model}': revision {cfg.model_revision!r} now resolves to commit "
+                         f"{models.qa.identity.get('commit')}, the dataset was planned with another")
     schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS)
     rows = plan.n_features * models.qa.n_layers * models.qa.n_heads
     with staging_dir(dest) as staging:
