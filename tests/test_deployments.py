@@ -48,7 +48,9 @@ def deployed(tmp_path_factory):
         _prefect(env, "config", "view")  # the CLI reaches the server's settings
         for pool in ("atlas-cpu", "atlas-gpu"):
             _prefect(env, "work-pool", "create", pool, "--type", "process")
-        _prefect(env, "--no-prompt", "deploy", "--all")
+        # ATLAS_HOME set in the deploying shell to somewhere else: the runs must still find the code where the
+        # worker's ATLAS_HOME says
+        _prefect({**env, "ATLAS_HOME": str(home / "not-the-checkout")}, "--no-prompt", "deploy", "--all")
         worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "atlas-cpu"], cwd=home,
                                   env={**env, "ATLAS_HOME": str(REPO)},
                                   stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT,
@@ -111,5 +113,21 @@ def test_the_full_deployment_runs_on_a_worker_with_a_task_per_shard_artifacts_an
     assert len(pd.read_parquet(tmp_path / "clusters" / "labels.parquet")) == rows == sum(r["rows"] for r in shard_table)
     assert (tmp_path / "clusters" / "report.html").is_file()
 
-    assert len(schedule) == 1 and schedule[0].active is False
+    assert len(schedule) == 1 and schedule[0].slug == "daily-recluster"
     assert schedule[0].schedule.cron == "0 3 * * *" and schedule[0].schedule.timezone == "UTC"
+
+
+def test_a_redeploy_keeps_the_schedule_state_the_user_set(deployed):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleUpdate
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    api, env = deployed
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        for active in (False, True):
+            deployment = client.read_deployment_by_name("cluster/cluster")
+            (schedule,) = deployment.schedules
+            client.update_deployment_schedule(deployment.id, schedule.id, active=active)  # as the UI's toggle
+            _prefect(env, "--no-prompt", "deploy", "--all")
+            (after,) = client.read_deployment_by_name("cluster/cluster").schedules
+            assert (after.id, after.active, after.schedule.cron) == (schedule.id, active, "0 3 * * *")

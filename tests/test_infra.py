@@ -5,6 +5,7 @@ the Prefect settings that the repository gives the flows run from its root."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import shutil
@@ -37,8 +38,10 @@ def _pool_of(dockerfile: Path) -> str:
 def test_each_image_serves_a_pool_of_prefect_yaml_with_the_code_where_the_pull_step_looks():
     pools = {d["work_pool"]["name"] for d in PREFECT_YAML["deployments"]}
     assert {_pool_of(d) for d in DOCKERFILES} == pools == {"atlas-cpu", "atlas-gpu"}
-    assert PREFECT_YAML["pull"] == [{"prefect.deployments.steps.set_working_directory":
-                                     {"directory": "{{ $ATLAS_HOME }}"}}]
+    shell, directory = PREFECT_YAML["pull"]
+    assert "${ATLAS_HOME:?" in shell["prefect.deployments.steps.run_shell_script"]["script"]
+    assert "{{ $ATLAS_HOME }}" not in json.dumps(PREFECT_YAML)  # filled in at deploy time where the shell has it
+    assert directory == {"prefect.deployments.steps.set_working_directory": {"directory": "{{ atlas_home.stdout }}"}}
     for dockerfile in DOCKERFILES:
         text = dockerfile.read_text()
         assert "ATLAS_HOME=/opt/atlas" in text and "COPY --chown=1001 . /opt/atlas" in text
@@ -75,9 +78,9 @@ def test_each_deployment_names_a_flow_whose_typed_config_accepts_its_parameters(
         flow.validate_parameters({next(iter(flow.parameters.properties)): {"no_such_field": 1}})
 
 
-def test_the_cluster_deployment_reclusters_the_newest_dataset_on_an_inactive_daily_schedule():
+def test_the_cluster_deployment_reclusters_the_newest_dataset_on_a_daily_schedule_that_redeploys_keep():
     cluster = next(d for d in PREFECT_YAML["deployments"] if d["name"] == "cluster")
-    assert cluster["schedules"] == [{"cron": "0 3 * * *", "timezone": "UTC", "active": False}]
+    assert cluster["schedules"] == [{"slug": "daily-recluster", "cron": "0 3 * * *", "timezone": "UTC"}]
     assert cluster["parameters"]["config"]["newest"] is True
 
 
