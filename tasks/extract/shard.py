@@ -4,8 +4,10 @@ published Parquet file and its manifest."""
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -22,11 +24,11 @@ from tasks.extract.models import Models, compute_slot, models_for, squad_file
 from tasks.extract.tokens import punctuation_ids, token_masks
 from tasks.squad.features import Features, ShardPlan, shard_features
 from tasks.squad.load import Example
-from tasks.storage.faults import is_transient
+from tasks.storage.faults import is_disk_full, is_transient
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest, RowGroupRecord
 from tasks.storage.rows import row_schema
-from tasks.storage.shards import ShardError, publish_shard, shard_name, staging_dir
+from tasks.storage.shards import publish_shard, shard_name, staging_dir
 from tasks.storage.writer import ShardFileWriter
 
 log = logging.getLogger(__name__)
@@ -82,13 +84,35 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *_) -> None:
+        """Waits for the last batch and writes the footer; after a failure (here or on the writer thread) closes
+        the file without caring whether the footer can be written, so that only the failure is reported."""
+        failed = kind is not None
         try:
-            if exc[0] is None:
+            if not failed:
                 self._wait()
+        except BaseException:
+            failed = True
+            raise
         finally:
             self.thread.shutdown(wait=True)
-            self.row_groups = self.file.close()
+            if failed:
+                self.file.discard()
+            else:
+                self.row_groups = self.file.close()
+
+
+@contextmanager
+def _named_if_disk_full(dest: Location, name: str) -> Iterator[None]:
+    """A full disk while a shard is staged or published: one clear error naming the destination (and for an object
+    store the local folder it is staged in) and the shard."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise dest.fault(f"write {name}" if dest.is_local else f"stage {name} in {tempfile.gettempdir()}",
+                         exc) from None
 
 
 def _publish(dest: Location, plan: ShardPlan, local: Path, schema: pa.Schema, rows: int, details: dict) -> Manifest:
@@ -96,7 +120,7 @@ def _publish(dest: Location, plan: ShardPlan, local: Path, schema: pa.Schema, ro
     it is, for the task's retries."""
     try:
         return publish_shard(dest, plan.index, local, schema, rows, details)
-    except ShardError:
+    except InputError:
         raise
     except Exception as exc:
         if is_transient(exc):
@@ -115,7 +139,7 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
     models = models_for(cfg)
     schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS)
     rows = plan.n_features * models.qa.n_layers * models.qa.n_heads
-    with staging_dir(dest) as staging:
+    with _named_if_disk_full(dest, shard_name(plan.index)), staging_dir(dest) as staging:
         local = staging / f"{shard_name(plan.index)}.parquet"
         with compute_slot(models.device):
             started = time.perf_counter()

@@ -1,8 +1,9 @@
-"""Storage faults: which are worth retrying (resets, timeouts, 408/429/5xx) and a retry loop for code outside
-Prefect."""
+"""Storage faults: which are worth retrying (resets, timeouts, 408/429/5xx), which mean a full disk, and a retry
+loop for code outside Prefect."""
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable, Iterator
 
@@ -59,6 +60,11 @@ def is_transient(exc: BaseException) -> bool:
         if status is not None:
             return status in TRANSIENT_STATUS
     return False
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """No space left on the device, or the user's disk quota reached."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def retrying(call: Callable, *args, attempts: int = 4, delay: float = 1.0):

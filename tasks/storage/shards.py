@@ -6,6 +6,7 @@ complete shard: readers and re-runs ignore a Parquet file without one."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -72,7 +73,8 @@ def _sha256(path: Path) -> str:
 def publish_shard(dest: Location, index: int, local: Path, schema: pa.Schema, expected_rows: int,
                   details: dict[str, Any]) -> Manifest:
     """Verifies a locally written shard, puts it under its final name, then writes its manifest (`details`
-    are the manifest's fields that describe how the shard was made)."""
+    are the manifest's fields that describe how the shard was made). Where the manifest cannot be written, the
+    Parquet file is taken back: no manifest-less file is left under the final name."""
     meta = pq.ParquetFile(local)
     if meta.metadata.num_rows != expected_rows:
         raise ShardError(f"{local}: {meta.metadata.num_rows} rows written, expected {expected_rows}")
@@ -82,12 +84,27 @@ def publish_shard(dest: Location, index: int, local: Path, schema: pa.Schema, ex
     manifest = Manifest(**details, shard=index, file=f"{name}.parquet", rows=expected_rows,
                         bytes=local.stat().st_size, sha256=_sha256(local), footer_sha256=footer_sha256(local),
                         published=datetime.now(timezone.utc).isoformat())
+    final = dest.path(manifest.file)
     if dest.is_local:
-        os.replace(local, dest.path(manifest.file))
+        os.replace(local, final)
     else:
-        dest.fs.put_file(str(local), dest.path(manifest.file))
-    dest.write_json(f"{name}.json", manifest.to_json())
+        dest.fs.put_file(str(local), final)
+    try:
+        dest.write_json(f"{name}.json", manifest.to_json())
+    except BaseException:
+        _withdraw(dest, final, local)
+        raise
     return manifest
+
+
+def _withdraw(dest: Location, final: str, local: Path) -> None:
+    """Takes a shard's Parquet file back from under its final name when its manifest could not be written: back
+    to its staged name on local disk (so that publishing can be tried again), removed from an object store."""
+    if dest.is_local:
+        os.replace(final, local)
+        return
+    with contextlib.suppress(Exception):  # where even that fails, readers ignore a file without a manifest
+        dest.fs.rm_file(final)
 
 
 def read_manifest(dest: Location, name: str) -> Manifest | None:

@@ -53,6 +53,13 @@ class ShardFileWriter:
         self.file.close()
         return self.row_groups
 
+    def discard(self) -> None:
+        """Closes the file after a failed write, whatever closing raises: the caller removes the file."""
+        try:
+            self.file.close()
+        except (OSError, pa.ArrowException):
+            pass
+
 
 def footer_sha256(path: Path) -> str:
     """sha256 of a Parquet file's footer (the file metadata that locates every page)."""

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
+import sys
 import uuid
 
 import fsspec
 import pandas as pd
 import pyarrow as pa
 import pytest
+from small_disk import on_small_disk
 from storage_servers import FaultProxy, MotoServer
-from tiny import TINY, run_flow, tiny_flags
+from tiny import REPO, TINY, run_flow, tiny_flags
 
 from flows.cluster import cluster
 from flows.extract import extract
@@ -143,6 +147,31 @@ def test_a_run_killed_mid_shard_resumes_to_exactly_the_right_rows(tmp_path, refe
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     _assert_same_rows(_tables(str(dest)), reference)
     assert not list(dest.glob(".*partial*")), "what the killed run left is cleared"
+
+
+def test_a_full_disk_ends_the_run_in_one_line_leaving_nothing_half_written_and_the_next_run_resumes(
+        tmp_path, reference):
+    """The destination on a 1 MB filesystem: the first shard does not fit. Then the filesystem grows and the same
+    command runs again."""
+    from prefect.settings import PREFECT_API_URL
+
+    disk, dest = tmp_path / "disk", tmp_path / "disk" / "dataset"
+    extract = shlex.join([sys.executable, str(REPO / "flows" / "extract.py"), "--dest", str(dest), *tiny_flags()])
+    script = (f"{extract} 2> {tmp_path}/first.err; echo $? > {tmp_path}/first.rc; cp -a {dest} {tmp_path}/left; "
+              f"mount -o remount,size=256m {disk} && {extract} 2> {tmp_path}/rerun.err; "
+              f"echo $? > {tmp_path}/rerun.rc; cp -a {dest} {tmp_path}/final")
+    done = on_small_disk(disk, "1m", script, {"PREFECT_API_URL": PREFECT_API_URL.value() or ""})
+    assert done.returncode == 0, done.stderr
+    first = (tmp_path / "first.err").read_text()
+    assert (tmp_path / "first.rc").read_text().strip() == "2", first[-3000:]
+    assert "Traceback" not in first, first[-3000:]
+    errors = [line for line in first.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.match(rf"error: {dest}: cannot write shard-\d{{6}}: no space left on device \(",
+                                         errors[0]), first[-3000:]
+    left = [p.name for p in (tmp_path / "left").iterdir()]
+    assert "dataset.json" in left and not [n for n in left if n.startswith("shard-") or "partial" in n], left
+    assert (tmp_path / "rerun.rc").read_text().strip() == "0", (tmp_path / "rerun.err").read_text()[-3000:]
+    _assert_same_rows(_tables(str(tmp_path / "final")), reference)
 
 
 @pytest.fixture(scope="module")
