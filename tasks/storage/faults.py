@@ -4,10 +4,13 @@ loop for code outside Prefect."""
 from __future__ import annotations
 
 import errno
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 from tasks.errors import InputError
+
+log = logging.getLogger(__name__)
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -67,13 +70,18 @@ def is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def retrying(call: Callable, *args, attempts: int = 4, delay: float = 1.0):
-    """`call(*args)`, tried again after a transient fault with exponential backoff (delay, 2 x delay, ...),
-    for code that runs outside Prefect's task retries (Dask workers)."""
+def retrying(call: Callable, *args, attempts: int = 4, delay: float = 1.0, what: str | None = None):
+    """`call(*args)`, tried again after a transient fault with exponential backoff (delay, 2 x delay, ...), each
+    retry logged as `what` (the call's name where None), for code that runs outside Prefect's task retries (Dask
+    workers) or that must not repeat the work before it (a shard's upload)."""
     for attempt in range(attempts):
         try:
             return call(*args)
         except Exception as exc:
             if attempt == attempts - 1 or not is_transient(exc):
                 raise
-            time.sleep(delay * 2 ** attempt)
+            wait = delay * 2 ** attempt
+            log.warning("%s: transient fault (%s: %s); trying again in %g s (attempt %d of %d)",
+                        what or call.__name__, type(exc).__name__, " ".join(str(exc).split())[:200], wait,
+                        attempt + 2, attempts)
+            time.sleep(wait)

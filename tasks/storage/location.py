@@ -66,6 +66,8 @@ class Location:
             cause = "permission denied or credentials rejected"
         elif is_disk_full(exc):
             cause = os.strerror(exc.errno).lower()
+        elif is_transient(exc):
+            cause = "the storage still fails after every retry"
         else:
             cause = "storage error"
         detail = redact(" ".join(str(exc).split())[:300], self.options)

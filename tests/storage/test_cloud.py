@@ -105,6 +105,49 @@ def test_injected_resets_and_503s_are_retried_and_the_dataset_equals_the_fault_f
     _assert_same_rows(_tables(url), reference)
 
 
+def test_an_upload_failing_past_the_clients_retries_is_retried_without_computing_the_shard_again(
+        object_stores, reference):
+    """The store answers 503 to the first PUTs of shard 1's Parquet file, more than the S3 client retries (s3fs
+    tries each request 5 times here, botocore once: AWS_MAX_ATTEMPTS=1)."""
+    url = f"s3://atlas/{uuid.uuid4().hex}/dataset"
+    refused: list[str] = []
+
+    def refuse_the_first_uploads(method: str, path: str) -> str | None:
+        if method == "PUT" and path.split("?")[0].endswith("shard-000001.parquet") and len(refused) < 7:
+            refused.append(path)
+            return "503"
+        return None
+
+    with FaultProxy(object_stores["s3"].url, hook=refuse_the_first_uploads) as proxy:
+        result = run_flow("extract.py", "--dest", url, *tiny_flags(), AWS_ENDPOINT_URL=proxy.url, AWS_MAX_ATTEMPTS="1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert len(refused) == 7
+    assert "Retry 1/" not in output, "the shard task was not run again"
+    assert output.count("shard-000001: 480 rows computed") == 1, output[-3000:]
+    assert re.search(r"publishing shard-000001 .*trying again in", output), output[-3000:]
+    _assert_same_rows(_tables(url), reference)
+
+
+def test_an_upload_failing_past_every_retry_ends_the_run_in_one_line_without_computing_the_shard_again(
+        object_stores):
+    url = f"s3://atlas/{uuid.uuid4().hex}/dataset"
+
+    def refuse_every_upload(method: str, path: str) -> str | None:
+        return "503" if method == "PUT" and path.split("?")[0].endswith("shard-000001.parquet") else None
+
+    with FaultProxy(object_stores["s3"].url, hook=refuse_every_upload) as proxy:
+        result = run_flow("extract.py", "--dest", url, *tiny_flags(shards="1"), AWS_ENDPOINT_URL=proxy.url,
+                          AWS_MAX_ATTEMPTS="1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: {url}: cannot publish shard-000001: the storage still fails after every retry ("), output[-3000:]
+    assert output.count("shard-000001: 480 rows computed") == 1 and "Retry 1/" not in output, output[-3000:]
+    assert _objects(url) == ["dataset.json"]
+
+
 def _killed_at(url: str, endpoint: str, upstream: str, target: str) -> tuple[list[tuple[str, str]], int]:
     """Runs the extraction through a proxy that SIGKILLs it when it sends a write whose path ends with
     `target`, before that write reaches the store. Returns the requests seen and the exit code."""
