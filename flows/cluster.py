@@ -40,14 +40,14 @@ from tasks.research.study import Study, StudySettings, run_study
 from tasks.storage.dataset import dataset_record, newest_complete
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest
-from tasks.storage.shards import select_manifests
+from tasks.storage.shards import readable_manifests
 
 
 @task(name="load-sample", cache_policy=NO_CACHE)
 def load_sample_task(client, config: ClusterConfig, spec: SampleSpec, dataset: Location, record: DatasetRecord,
-                     manifests: list[Manifest], budget: MemoryBudget) -> Sample:
+                     manifests: list[Manifest], unreadable: dict[int, str], budget: MemoryBudget) -> Sample:
     return load_sample(client, dataset, manifests, spec, config.pca_components, config.standardize,
-                       config.pca_fit_rows, record.encoder.dim, budget, config.on_bad_shard)
+                       config.pca_fit_rows, record.encoder.dim, budget, config.on_bad_shard, unreadable)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
@@ -129,7 +129,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
         log.info("newest complete dataset: %s", dataset.url)
     record = dataset_record(dataset)
     check_statistic(config, record, dataset.url)
-    manifests = select_manifests(dataset, record, config.shards)
+    manifests, unreadable = readable_manifests(dataset, record, config.shards, config.on_bad_shard)
     spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
     embedding_bytes = sum(spec.selected_rows(m) for m in manifests) * record.encoder.dim * 4
     processes = local_processes(config.worker_kind, embedding_bytes)
@@ -142,7 +142,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
             backend = GpuBackend(compute.client)
         else:
             backend = CpuBackend(compute.client)
-        sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, budget)
+        sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, unreadable, budget)
         for shard, reason in sample.skipped.items():
             log.warning("shard %d skipped: %s", shard, reason)
         log.info("sample: %d rows of %d shards, %.2f GB read for %.2f GB selected", len(sample.rows),

@@ -88,7 +88,7 @@ class ClusterConfig(BaseModel):
     dataset: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
     newest: bool = Field(False, description="cluster the newest complete dataset among DATASET and DATASET/versions/* (for scheduled runs)")
-    on_bad_shard: Literal["fail", "skip"] = Field("fail", description="a shard that is missing or does not match its manifest: 'fail' the run, or 'skip' it and say so in the report")
+    on_bad_shard: Literal["fail", "skip"] = Field("fail", description="a shard that is missing, damaged or does not match its manifest, or whose manifest cannot be read: 'fail' the run in one line naming it, or 'skip' it and say so in the report")
     out: str = Field("outputs/clusters", description="local folder for labels, tables and the report")
     shards: list[int] | None = Field(None, description="only these shard indices (default: all published)")
     sample: Literal["first", "random", "all"] = Field("first", description="'first': the first features of each shard (as the original); 'random': a seeded fraction of rows; 'all': every row of the dataset")

@@ -12,7 +12,7 @@ from tasks.squad.load import cached_squad
 from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord
-from tasks.storage.shards import select_manifests
+from tasks.storage.shards import readable_manifests
 
 
 def check_extract(cfg: ExtractConfig) -> None:
@@ -26,15 +26,15 @@ def check_backend(cfg: ClusterConfig) -> None:
 
 
 def check_cluster(cfg: ClusterConfig) -> None:
-    """The dataset has a dataset.json, the asked shards are published, the QA statistic exists; a GPU backend
-    has GPUs."""
+    """The dataset has a dataset.json, the asked shards are published (with readable manifests, unless bad shards
+    are skipped), the QA statistic exists; a GPU backend has GPUs."""
     check_backend(cfg)
     if cfg.newest:
         return  # the dataset is chosen among versions when the flow runs
     dataset = Location.at(cfg.dataset, cfg.credentials)
     record = dataset_record(dataset)
     check_statistic(cfg, record, dataset.url)
-    select_manifests(dataset, record, cfg.shards)
+    readable_manifests(dataset, record, cfg.shards, cfg.on_bad_shard)
 
 
 def check_statistic(cfg: ClusterConfig, record: DatasetRecord, url: str) -> None:

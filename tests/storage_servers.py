@@ -97,8 +97,9 @@ class MotoServer:
 
 class FaultProxy:
     """A reverse proxy in front of `upstream`. A seeded `fault_rate` of requests gets a 503 or a connection
-    reset (the two in turn) instead of an answer; `hook(method, path)` runs before each request is forwarded and may return
-    'drop' to close the connection without answering (after, say, killing the client)."""
+    reset (the two in turn) instead of an answer; `hook(method, path)` runs before each request is forwarded and may
+    return the fault to answer it with: '503', 'reset', or 'drop' to close the connection without answering (after,
+    say, killing the client)."""
 
     def __init__(self, upstream: str, fault_rate: float = 0.0, seed: int = 0,
                  hook: Callable[[str, str], str | None] | None = None) -> None:
@@ -167,8 +168,8 @@ class FaultProxy:
     def _decide(self, method: str, path: str) -> str | None:
         with self.lock:
             self.requests.append((method, path))
-            if self.hook is not None and self.hook(method, path) == "drop":
-                return "drop"
+            if self.hook is not None and (fault := self.hook(method, path)) is not None:
+                return fault
             if self.random.random() < self.fault_rate:
                 fault = "503" if self.faults["503"] <= self.faults["reset"] else "reset"  # the kinds alternate
                 self.faults[fault] += 1

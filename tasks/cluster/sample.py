@@ -15,7 +15,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from distributed import wait
 
 from tasks.cluster.reducer import Reducer, fit_reducer
 from tasks.cluster.resources import MemoryBudget, timed
@@ -160,20 +159,31 @@ def fit_groups(manifests: list[Manifest], spec: SampleSpec, fit_rows: int
     return {shard: sorted(g) if g is not None else None for shard, g in chosen.items()}, share
 
 
-def _gather_or_skip(futures: list, manifests: list[Manifest], on_bad_shard: str,
+def _on_worker(job, *args):
+    """`job(*args)`, retried on transient faults; a damaged shard's ShardError is returned as the result rather than
+    raised (the worker would log a failed task with its traceback)."""
+    try:
+        return retrying(job, *args)
+    except ShardError as exc:
+        return exc
+
+
+def _shard_error(result) -> ShardError | None:
+    return result if isinstance(result, ShardError) else None
+
+
+def _gather_or_skip(client, futures: list, manifests: list[Manifest], on_bad_shard: str,
                     skipped: dict[int, str]) -> list[tuple[Manifest, object]]:
-    """The futures that finished, with their manifests; a shard that failed with a ShardError is skipped and
-    named where on_bad_shard is 'skip', every other failure is raised."""
-    wait(futures)
+    """The futures of `_on_worker` jobs that read their shard, with their manifests; a shard that is damaged is
+    skipped and named where on_bad_shard is 'skip', else its ShardError is raised; every other failure is raised."""
     done = []
-    for manifest, future in zip(manifests, futures):
-        if future.status == "error":
-            error = future.exception()
-            if not (isinstance(error, ShardError) and on_bad_shard == "skip"):
-                raise error
+    for manifest, future, error in zip(manifests, futures, client.gather(client.map(_shard_error, futures))):
+        if error is None:
+            done.append((manifest, future))
+        elif on_bad_shard == "skip":
             skipped[manifest.shard] = str(error)
         else:
-            done.append((manifest, future))
+            raise error
     return done
 
 
@@ -182,10 +192,11 @@ def _row_group_rows(manifest: Manifest) -> int:
 
 
 def load_sample(client, dataset: Location, manifests: list[Manifest], spec: SampleSpec, components: int,
-                standardize: bool, fit_rows: int, dim: int, budget: MemoryBudget, on_bad_shard: str = "fail"
-                ) -> Sample:
+                standardize: bool, fit_rows: int, dim: int, budget: MemoryBudget, on_bad_shard: str = "fail",
+                skipped: dict[int, str] | None = None) -> Sample:
     """Fits the PCA on a seeded sample of rows, then reads and projects every selected row on the workers.
-    A missing or corrupt shard fails the run, or with on_bad_shard 'skip' is left out and named."""
+    A missing or corrupt shard fails the run, or with on_bad_shard 'skip' is left out and named (beside those in
+    `skipped`, already left out: their manifests could not be read)."""
     selected = sum(spec.selected_rows(m) for m in manifests)
     if selected == 0:
         raise InputError(f"{dataset.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
@@ -195,26 +206,29 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
     budget.check("sample: PCA fit", fit_rows, 3 * fit_rows * dim * 8, "lower --pca-fit-rows")
     budget.check("sample: projected rows", selected, selected * (components + 16) * 4 * 2,
                  "lower --features-per-shard or --fraction, or fewer --pca-components")
-    skipped: dict[int, str] = {}
+    skipped = dict(skipped or {})
     seconds: dict[str, float] = {}
     with timed(seconds, "sample: PCA fit"):
         groups, share = fit_groups(manifests, spec, fit_rows)
         fitting = [m for m in manifests if m.shard in groups]
-        fits = client.map(retrying, [fit_vectors] * len(fitting), [dataset] * len(fitting), fitting,
+        fits = client.map(_on_worker, [fit_vectors] * len(fitting), [dataset] * len(fitting), fitting,
                           [groups[m.shard] for m in fitting], [spec] * len(fitting), [share] * len(fitting),
                           pure=False)
-        vectors = np.concatenate([f.result() for _, f in _gather_or_skip(fits, fitting, on_bad_shard, skipped)])
+        fitted = _gather_or_skip(client, fits, fitting, on_bad_shard, skipped)
+        if not fitted:
+            raise ShardError(f"{dataset.url}: every shard chosen for the PCA fit is unreadable: {skipped}")
+        vectors = np.concatenate([f.result() for _, f in fitted])
         if len(vectors) > fit_rows:
             vectors = vectors[np.sort(np.random.RandomState(spec.seed).choice(len(vectors), fit_rows, replace=False))]
         reducer = fit_reducer(vectors, min(components, len(vectors), vectors.shape[1]), standardize, spec.seed)
     with timed(seconds, "sample: read and project"):
         readable = [m for m in manifests if m.shard not in skipped]
         shared = client.scatter(reducer, broadcast=True, hash=False)
-        reads = client.map(retrying, [_project_job] * len(readable), [dataset] * len(readable), readable,
+        reads = client.map(_on_worker, [_project_job] * len(readable), [dataset] * len(readable), readable,
                            [spec] * len(readable), [shared] * len(readable), pure=False)
-        done = _gather_or_skip(reads, readable, on_bad_shard, skipped)
+        done = _gather_or_skip(client, reads, readable, on_bad_shard, skipped)
         if not done:
-            raise InputError(f"{dataset.url}: every shard is unreadable: {skipped}")
+            raise ShardError(f"{dataset.url}: every shard is unreadable: {skipped}")
         parts = [future for _, future in done]
         numbers = client.gather(client.map(_NUMBERS, parts))
         rows = pa.concat_tables(numbers).to_pandas()
@@ -225,5 +239,5 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
         rows=rows, reduced=reduced, reducer=reducer, key_parts=client.map(_KEYS, parts),
         part_shards=[m.shard for m, _ in done], part_rows=[t.num_rows for t in numbers], dim=vectors.shape[1],
         fit_rows=len(vectors), bytes_read=sum(client.gather(client.map(_BYTES, parts))),
-        bytes_selected=sum(m.bytes * spec.selected_rows(m) // m.rows for m, _ in done), skipped=skipped,
-        seconds=seconds)
+        bytes_selected=sum(m.bytes * spec.selected_rows(m) // m.rows for m, _ in done),
+        skipped=dict(sorted(skipped.items())), seconds=seconds)

@@ -15,7 +15,7 @@ from tasks.extract.plan import config_of
 from tasks.squad.features import ShardPlan, shard_features
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord
-from tasks.storage.shards import published_manifests
+from tasks.storage.shards import manifest_listing
 
 
 class Exemplar(NamedTuple):
@@ -38,7 +38,7 @@ def attention_maps_of(record: DatasetRecord, dataset: str, credentials: str | No
     wanted = {feature for feature, _, _ in keys}
     inputs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     questions: dict[int, str] = {}
-    for manifest in published_manifests(Location.at(dataset, credentials), record.fingerprint).values():
+    for manifest in manifest_listing(Location.at(dataset, credentials), record.fingerprint)[0].values():
         start, stop = manifest.features
         inside = sorted(f for f in wanted if start <= f < stop)
         if inside:

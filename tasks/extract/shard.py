@@ -4,8 +4,10 @@ published Parquet file and its manifest."""
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -22,11 +24,11 @@ from tasks.extract.models import Models, compute_slot, models_for, squad_file
 from tasks.extract.tokens import punctuation_ids, token_masks
 from tasks.squad.features import Features, ShardPlan, shard_features
 from tasks.squad.load import Example
-from tasks.storage.faults import is_transient
+from tasks.storage.faults import is_disk_full, retrying
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest, RowGroupRecord
 from tasks.storage.rows import row_schema
-from tasks.storage.shards import ShardError, publish_shard, shard_name, staging_dir
+from tasks.storage.shards import publish_shard, shard_name, staging_dir
 from tasks.storage.writer import ShardFileWriter
 
 log = logging.getLogger(__name__)
@@ -82,32 +84,59 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *_) -> None:
+        """Waits for the last batch and writes the footer; after a failure (here or on the writer thread) closes
+        the file without caring whether the footer can be written, so that only the failure is reported."""
+        failed = kind is not None
         try:
-            if exc[0] is None:
+            if not failed:
                 self._wait()
+        except BaseException:
+            failed = True
+            raise
         finally:
             self.thread.shutdown(wait=True)
-            self.row_groups = self.file.close()
+            if failed:
+                self.file.discard()
+            else:
+                self.row_groups = self.file.close()
+
+
+@contextmanager
+def _named_if_disk_full(dest: Location, name: str) -> Iterator[None]:
+    """A full disk while a shard is staged or published: one clear error naming the destination (and for an object
+    store the local folder it is staged in) and the shard."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise dest.fault(f"write {name}" if dest.is_local else f"stage {name} in {tempfile.gettempdir()}",
+                         exc) from None
+
+
+# A staged shard's upload is retried on its own, 5 s, 10 s and 20 s apart as flows/retries.py spaces a task's
+# retries: a transient fault never makes the task run again, which would compute the shard again.
+PUBLISH_ATTEMPTS, PUBLISH_DELAY = 4, 5.0
 
 
 def _publish(dest: Location, plan: ShardPlan, local: Path, schema: pa.Schema, rows: int, details: dict) -> Manifest:
-    """Publishes a staged shard; a permanent storage fault becomes a clear error, a transient one is raised as
-    it is, for the task's retries."""
+    """Publishes a staged shard, tried again after a transient fault; a fault that outlasts the retries, or a
+    permanent one, becomes one clear error naming the destination and the shard."""
+    name = shard_name(plan.index)
     try:
-        return publish_shard(dest, plan.index, local, schema, rows, details)
-    except ShardError:
+        return retrying(publish_shard, dest, plan.index, local, schema, rows, details, attempts=PUBLISH_ATTEMPTS,
+                        delay=PUBLISH_DELAY, what=f"publishing {name} to {dest.url}")
+    except InputError:
         raise
     except Exception as exc:
-        if is_transient(exc):
-            raise
-        raise dest.fault(f"publish {shard_name(plan.index)}", exc) from None
+        raise dest.fault(f"publish {name}", exc) from None
 
 
 def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, show_progress: bool = True) -> Manifest:
     """Computes one shard's rows into a local Parquet file, then verifies and publishes it; returns the
     manifest. The computing holds the device's compute slot; the upload does not, so that the next shard
-    computes meanwhile."""
+    computes meanwhile. The upload is retried here, on its own: an upload fault never computes the shard again."""
     dest = Location.at(cfg.dest, cfg.credentials)
     squad = squad_file(cfg)
     if squad.sha256 != record.source.sha256:
@@ -118,7 +147,7 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
                          f"{models.qa.identity.get('commit')}, the dataset was planned with another")
     schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS)
     rows = plan.n_features * models.qa.n_layers * models.qa.n_heads
-    with staging_dir(dest) as staging:
+    with _named_if_disk_full(dest, shard_name(plan.index)), staging_dir(dest) as staging:
         local = staging / f"{shard_name(plan.index)}.parquet"
         with compute_slot(models.device):
             started = time.perf_counter()
@@ -131,6 +160,7 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
                     writer.write(batch, *embed_features(batch, squad.examples, punctuation, models, cfg))
                     bar.update(len(batch))
             seconds = time.perf_counter() - started
+        log.info("%s: %d rows computed in %.1f s", shard_name(plan.index), rows, seconds)
         manifest = _publish(dest, plan, local, schema, rows, {
             "fingerprint": record.fingerprint,
             "features": [plan.feature_start, plan.feature_stop],

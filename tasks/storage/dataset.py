@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from tasks.errors import InputError
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord
-from tasks.storage.shards import ShardError, published_manifests
+from tasks.storage.shards import ShardError, manifest_listing
 
 DATASET_RECORD = "dataset.json"
 VERSIONS = "versions"
@@ -73,8 +73,8 @@ def dataset_versions(root: Location) -> list[tuple[Location, DatasetRecord]]:
 
 
 def is_complete(dataset: Location, record: DatasetRecord) -> bool:
-    """Every shard that dataset.json plans is published."""
-    return len(published_manifests(dataset, record.fingerprint)) == record.shards.count
+    """Every shard that dataset.json plans is published (a manifest that cannot be read counts as not published)."""
+    return len(manifest_listing(dataset, record.fingerprint)[0]) == record.shards.count
 
 
 def newest_complete(root: Location) -> Location:

@@ -1,12 +1,16 @@
-"""Storage faults: which are worth retrying (resets, timeouts, 408/429/5xx) and a retry loop for code outside
-Prefect."""
+"""Storage faults: which are worth retrying (resets, timeouts, 408/429/5xx), which mean a full disk, and a retry
+loop for code outside Prefect."""
 
 from __future__ import annotations
 
+import errno
+import logging
 import time
 from collections.abc import Callable, Iterator
 
 from tasks.errors import InputError
+
+log = logging.getLogger(__name__)
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -61,13 +65,23 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def retrying(call: Callable, *args, attempts: int = 4, delay: float = 1.0):
-    """`call(*args)`, tried again after a transient fault with exponential backoff (delay, 2 x delay, ...),
-    for code that runs outside Prefect's task retries (Dask workers)."""
+def is_disk_full(exc: BaseException) -> bool:
+    """No space left on the device, or the user's disk quota reached."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def retrying(call: Callable, *args, attempts: int = 4, delay: float = 1.0, what: str | None = None):
+    """`call(*args)`, tried again after a transient fault with exponential backoff (delay, 2 x delay, ...), each
+    retry logged as `what` (the call's name where None), for code that runs outside Prefect's task retries (Dask
+    workers) or that must not repeat the work before it (a shard's upload)."""
     for attempt in range(attempts):
         try:
             return call(*args)
         except Exception as exc:
             if attempt == attempts - 1 or not is_transient(exc):
                 raise
-            time.sleep(delay * 2 ** attempt)
+            wait = delay * 2 ** attempt
+            log.warning("%s: transient fault (%s: %s); trying again in %g s (attempt %d of %d)",
+                        what or call.__name__, type(exc).__name__, " ".join(str(exc).split())[:200], wait,
+                        attempt + 2, attempts)
+            time.sleep(wait)

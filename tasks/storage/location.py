@@ -14,7 +14,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from tasks.storage.credentials import redact, storage_options
-from tasks.storage.faults import StorageError, is_transient, retrying
+from tasks.storage.faults import StorageError, is_disk_full, is_transient, retrying
 
 
 def cache_dir() -> Path:
@@ -64,6 +64,10 @@ class Location:
             cause = "not found: the bucket or folder does not exist"
         elif isinstance(exc, PermissionError):
             cause = "permission denied or credentials rejected"
+        elif is_disk_full(exc):
+            cause = os.strerror(exc.errno).lower()
+        elif is_transient(exc):
+            cause = "the storage still fails after every retry"
         else:
             cause = "storage error"
         detail = redact(" ".join(str(exc).split())[:300], self.options)
@@ -81,14 +85,20 @@ class Location:
         return None if data is None else json.loads(data)
 
     def write_json(self, name: str, record: dict) -> None:
-        """Writes a JSON file whole: rename on local disk, one object write elsewhere."""
+        """Writes a JSON file whole: rename on local disk (a failed write leaves nothing; a full disk is a
+        StorageError naming the file), one object write elsewhere."""
         data = json.dumps(record, indent=2, sort_keys=True).encode()
         if self.is_local:
             os.makedirs(self.root, exist_ok=True)
-            partial = self.path(f".{name}.partial-{uuid.uuid4().hex}")
-            with open(partial, "wb") as f:
-                f.write(data)
-            os.replace(partial, self.path(name))
+            partial = Path(self.path(f".{name}.partial-{uuid.uuid4().hex}"))
+            try:
+                partial.write_bytes(data)
+                os.replace(partial, self.path(name))
+            except BaseException as exc:
+                partial.unlink(missing_ok=True)
+                if is_disk_full(exc):
+                    raise self.fault(f"write {name}", exc) from None
+                raise
         else:
             self.fs.pipe_file(self.path(name), data)
 

@@ -71,9 +71,16 @@ def read_shard(dest: Location, index: int, verify: bool = True) -> pa.Table:
     return pa.concat_tables(read_rows(dest, manifest, verify=verify))
 
 
+def _check_size(dest: Location, manifest: Manifest, size: int) -> None:
+    if size != manifest.bytes:
+        raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest ({size} bytes, the manifest says "
+                         f"{manifest.bytes}: cut short or overwritten)")
+
+
 def _read_whole(dest: Location, manifest: Manifest, verify: bool, counter: BytesRead) -> pa.Table:
     data = dest.fs.cat_file(dest.path(manifest.file))
     counter.count += len(data)
+    _check_size(dest, manifest, len(data))
     if verify and hashlib.sha256(data).hexdigest() != manifest.sha256:
         raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest's sha256")
     table = pq.read_table(pa.BufferReader(data))
@@ -93,34 +100,44 @@ def _before(table: pa.Table, feature_stop: int | None) -> pa.Table:
     return table.filter(pc.less(table["feature_id"], feature_stop))
 
 
+def _selected_rows(dest: Location, manifest: Manifest, feature_stop: int | None, columns: Sequence[str] | None,
+                   verify: bool, counter: BytesRead, row_groups: Sequence[int] | None) -> Iterator[pa.Table]:
+    if manifest.row_groups is None:
+        table = _before(_read_whole(dest, manifest, verify, counter), feature_stop)
+        yield table.select(list(columns)) if columns else table
+        return
+    with dest.fs.open(dest.path(manifest.file), "rb", cache_type="none") as raw:
+        file = _CountingFile(raw, counter)
+        _check_size(dest, manifest, file.seek(0, 2))
+        footer = read_footer(file)
+        if verify and hashlib.sha256(footer).hexdigest() != manifest.footer_sha256:
+            raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest (footer sha256)")
+        metadata = pq.read_metadata(pa.BufferReader(b"PAR1" + footer + len(footer).to_bytes(4, "little") + b"PAR1"))
+        parquet = pq.ParquetFile(file, metadata=metadata, page_checksum_verification=verify)  # footer read once
+        if parquet.metadata.num_rows != manifest.rows or parquet.num_row_groups != len(manifest.row_groups):
+            raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest (rows, row groups)")
+        wanted = None if columns is None else sorted(set(columns) | ({"feature_id"} if feature_stop else set()))
+        for group in _row_groups(manifest, feature_stop, row_groups):
+            table = _before(parquet.read_row_group(group, columns=wanted), feature_stop)
+            yield table.select(list(columns)) if columns else table
+
+
 def read_rows(dest: Location, manifest: Manifest, feature_stop: int | None = None,
               columns: Sequence[str] | None = None, verify: bool = True, counter: BytesRead | None = None,
               row_groups: Sequence[int] | None = None) -> Iterator[pa.Table]:
     """The shard's rows whose feature id is below `feature_stop` (all where None), `columns` only (all where
-    None), a row group at a time (only `row_groups` where given; format 1 shards are one group); a missing or
-    corrupt shard raises ShardError naming the file."""
-    counter = counter or BytesRead()
+    None), a row group at a time (only `row_groups` where given; format 1 shards are one group). Every way the
+    file can be damaged (missing, cut short, not Parquet, a footer or page that fails its check, rows that
+    differ from the manifest) raises ShardError naming the dataset and the file; transient storage faults are
+    raised as they are, for the caller's retries."""
     try:
-        if manifest.row_groups is None:
-            table = _before(_read_whole(dest, manifest, verify, counter), feature_stop)
-            yield table.select(list(columns)) if columns else table
-            return
-        with dest.fs.open(dest.path(manifest.file), "rb", cache_type="none") as raw:
-            file = _CountingFile(raw, counter)
-            footer = read_footer(file)
-            if verify and hashlib.sha256(footer).hexdigest() != manifest.footer_sha256:
-                raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest (footer sha256)")
-            metadata = pq.read_metadata(pa.BufferReader(b"PAR1" + footer + len(footer).to_bytes(4, "little") + b"PAR1"))
-            parquet = pq.ParquetFile(file, metadata=metadata, page_checksum_verification=verify)  # footer read once
-            if parquet.metadata.num_rows != manifest.rows or parquet.num_row_groups != len(manifest.row_groups):
-                raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest (rows, row groups)")
-            wanted = None if columns is None else sorted(set(columns) | ({"feature_id"} if feature_stop else set()))
-            for group in _row_groups(manifest, feature_stop, row_groups):
-                table = _before(parquet.read_row_group(group, columns=wanted), feature_stop)
-                yield table.select(list(columns)) if columns else table
+        yield from _selected_rows(dest, manifest, feature_stop, columns, verify, counter or BytesRead(), row_groups)
+    except ShardError:
+        raise
     except FileNotFoundError as exc:
         raise ShardError(f"{dest.url}: {manifest.file} is missing") from exc
-    except OSError as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         if is_transient(exc):
             raise
-        raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest ({' '.join(str(exc).split())[:200]})") from exc
+        detail = " ".join(str(exc).split())[:200]
+        raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest ({detail})") from exc

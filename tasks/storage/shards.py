@@ -6,8 +6,10 @@ complete shard: readers and re-runs ignore a Parquet file without one."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,12 +23,15 @@ import pyarrow.parquet as pq
 
 from tasks.errors import InputError
 from tasks.storage.location import Location
-from tasks.storage.records import DatasetRecord, Manifest
+from tasks.storage.records import DatasetRecord, Manifest, RecordError
 from tasks.storage.writer import footer_sha256
 
 
 class ShardError(InputError):
-    """A shard is missing, incomplete or does not match its manifest."""
+    """A shard is missing, incomplete or does not match its manifest, or its manifest cannot be read."""
+
+
+MANIFEST_NAME = re.compile(r"shard-(\d{6})\.json")
 
 
 def shard_name(index: int) -> str:
@@ -68,7 +73,8 @@ def _sha256(path: Path) -> str:
 def publish_shard(dest: Location, index: int, local: Path, schema: pa.Schema, expected_rows: int,
                   details: dict[str, Any]) -> Manifest:
     """Verifies a locally written shard, puts it under its final name, then writes its manifest (`details`
-    are the manifest's fields that describe how the shard was made)."""
+    are the manifest's fields that describe how the shard was made). Where the manifest cannot be written, the
+    Parquet file is taken back: no manifest-less file is left under the final name."""
     meta = pq.ParquetFile(local)
     if meta.metadata.num_rows != expected_rows:
         raise ShardError(f"{local}: {meta.metadata.num_rows} rows written, expected {expected_rows}")
@@ -78,41 +84,97 @@ def publish_shard(dest: Location, index: int, local: Path, schema: pa.Schema, ex
     manifest = Manifest(**details, shard=index, file=f"{name}.parquet", rows=expected_rows,
                         bytes=local.stat().st_size, sha256=_sha256(local), footer_sha256=footer_sha256(local),
                         published=datetime.now(timezone.utc).isoformat())
+    final = dest.path(manifest.file)
     if dest.is_local:
-        os.replace(local, dest.path(manifest.file))
+        os.replace(local, final)
     else:
-        dest.fs.put_file(str(local), dest.path(manifest.file))
-    dest.write_json(f"{name}.json", manifest.to_json())
+        dest.fs.put_file(str(local), final)
+    try:
+        dest.write_json(f"{name}.json", manifest.to_json())
+    except BaseException:
+        _withdraw(dest, final, local)
+        raise
     return manifest
 
 
+def _withdraw(dest: Location, final: str, local: Path) -> None:
+    """Takes a shard's Parquet file back from under its final name when its manifest could not be written: back
+    to its staged name on local disk (so that publishing can be tried again), removed from an object store."""
+    if dest.is_local:
+        os.replace(final, local)
+        return
+    with contextlib.suppress(Exception):  # where even that fails, readers ignore a file without a manifest
+        dest.fs.rm_file(final)
+
+
 def read_manifest(dest: Location, name: str) -> Manifest | None:
-    """The manifest `name` (a file name in `dest`), or None where there is none."""
+    """The manifest `name` (a file name in `dest`), or None where there is none; one that is not a valid
+    manifest of the shard its name says is a ShardError naming it."""
     data = dest.read_bytes(name)
-    return None if data is None else Manifest.parse(data, dest.path(name))
+    if data is None:
+        return None
+    try:
+        manifest = Manifest.parse(data, f"{dest.url}: {name}")
+    except RecordError as exc:
+        raise ShardError(f"{exc} (not a valid shard manifest)") from None
+    if name != f"{shard_name(manifest.shard)}.json" or manifest.file != f"{shard_name(manifest.shard)}.parquet":
+        raise ShardError(f"{dest.url}: {name} is the manifest of shard {manifest.shard} ({manifest.file})")
+    return manifest
+
+
+def manifest_listing(dest: Location, fingerprint: str) -> tuple[dict[int, Manifest], dict[int, ShardError]]:
+    """Manifests of the shards that are complete in `dest` for this fingerprint, by shard index, and the shards
+    whose manifest cannot be read, with why."""
+    try:
+        paths = dest.fs.glob(dest.path("shard-*.json"))
+    except FileNotFoundError:
+        return {}, {}
+    manifests: dict[int, Manifest] = {}
+    damaged: dict[int, ShardError] = {}
+    for path in paths:
+        name = path.rsplit("/", 1)[-1]
+        if not (match := MANIFEST_NAME.fullmatch(name)):
+            continue
+        try:
+            manifest = read_manifest(dest, name)
+        except ShardError as exc:
+            damaged[int(match[1])] = exc
+            continue
+        if manifest is not None and manifest.fingerprint == fingerprint:
+            manifests[manifest.shard] = manifest
+    return manifests, damaged
 
 
 def published_manifests(dest: Location, fingerprint: str) -> dict[int, Manifest]:
-    """Manifests of the shards that are complete in `dest` for this fingerprint, by shard index."""
-    try:
-        names = dest.fs.glob(dest.path("shard-*.json"))
-    except FileNotFoundError:
-        return {}
-    manifests = {}
-    for path in names:
-        manifest = read_manifest(dest, path.rsplit("/", 1)[-1])
-        if manifest is not None and manifest.fingerprint == fingerprint:
-            manifests[manifest.shard] = manifest
+    """Manifests of the shards that are complete in `dest` for this fingerprint, by shard index; a manifest that
+    cannot be read raises its ShardError."""
+    manifests, damaged = manifest_listing(dest, fingerprint)
+    if damaged:
+        raise damaged[min(damaged)]
     return manifests
 
 
-def select_manifests(dataset: Location, record: DatasetRecord, shards: list[int] | None) -> list[Manifest]:
-    """Manifests of the published shards to read, in shard order; asking for an unpublished shard is an error."""
-    published = published_manifests(dataset, record.fingerprint)
-    if not published:
+def readable_manifests(dataset: Location, record: DatasetRecord, shards: list[int] | None, on_bad_shard: str
+                       ) -> tuple[list[Manifest], dict[int, str]]:
+    """Manifests of the published shards to read (all where `shards` is None), in shard order, and the wanted
+    shards whose manifest cannot be read, with why: with on_bad_shard 'fail' the first of them raises, with
+    'skip' they are left out. Asking for an unpublished shard is an error."""
+    published, damaged = manifest_listing(dataset, record.fingerprint)
+    if not published and not damaged:
         raise InputError(f"{dataset.url}: no published shards")
-    wanted = sorted(published) if shards is None else sorted(shards)
-    missing = [s for s in wanted if s not in published]
+    wanted = sorted(published.keys() | damaged.keys()) if shards is None else sorted(shards)
+    missing = [s for s in wanted if s not in published and s not in damaged]
     if missing:
         raise InputError(f"{dataset.url}: shards {missing} are not published (published: {sorted(published)})")
-    return [published[s] for s in wanted]
+    bad = {s: str(damaged[s]) for s in wanted if s in damaged}
+    if bad and on_bad_shard == "fail":
+        raise damaged[min(bad)]
+    if len(bad) == len(wanted):
+        raise ShardError(f"{dataset.url}: every shard is unreadable: {bad}")
+    return [published[s] for s in wanted if s in published], bad
+
+
+def select_manifests(dataset: Location, record: DatasetRecord, shards: list[int] | None) -> list[Manifest]:
+    """Manifests of the published shards to read, in shard order; asking for an unpublished shard, or one whose
+    manifest cannot be read, is an error."""
+    return readable_manifests(dataset, record, shards, "fail")[0]

@@ -53,6 +53,13 @@ class ShardFileWriter:
         self.file.close()
         return self.row_groups
 
+    def discard(self) -> None:
+        """Closes the file after a failed write, whatever closing raises: the caller removes the file."""
+        try:
+            self.file.close()
+        except (OSError, pa.ArrowException):
+            pass
+
 
 def footer_sha256(path: Path) -> str:
     """sha256 of a Parquet file's footer (the file metadata that locates every page)."""
@@ -61,11 +68,17 @@ def footer_sha256(path: Path) -> str:
 
 
 def read_footer(f) -> bytes:
-    """The footer bytes of the Parquet file open as `f` (seekable, binary)."""
-    f.seek(-8, 2)
+    """The footer bytes of the Parquet file open as `f` (seekable, binary); ValueError where the file cannot hold
+    one (too short, no PAR1 magic at its end, a footer length past its start)."""
+    size = f.seek(0, 2)
+    if size < 12:
+        raise ValueError(f"not a Parquet file ({size} bytes)")
+    f.seek(size - 8)
     tail = f.read(8)
     if tail[4:] != b"PAR1":
         raise ValueError("not a Parquet file (no PAR1 magic at its end)")
     length = int.from_bytes(tail[:4], "little")
-    f.seek(-8 - length, 2)
+    if length > size - 12:
+        raise ValueError(f"not a Parquet file (a footer of {length} bytes in a file of {size})")
+    f.seek(size - 8 - length)
     return f.read(length)

@@ -6,7 +6,10 @@ import base64
 import html
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from damage import DAMAGES, damage
 from records import shard_details, synthetic_record
+from tiny import REPO
 
 from flows.cluster import cluster
 from flows.full import full
@@ -226,6 +231,46 @@ def test_a_corrupt_or_missing_shard_fails_the_run_or_is_skipped_by_name(prefect_
     labels = pd.read_parquet(tmp_path / "clusters" / "labels.parquet")
     assert set(labels["feature_id"]) == set(range(25))
     assert "skipped_shards" in (tmp_path / "clusters" / "report.html").read_text()
+
+
+def _atlas_cluster(dataset: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    """`atlas cluster` in a fresh process on the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    command = [sys.executable, "-m", "flows.cli", "cluster", "--dataset", str(dataset), "--out", str(out),
+               "--pca-components", "5", "--k-max", "4", "--exemplars", "0", "--n-workers", "2", "--backend", "cpu",
+               "--min-samples-grid", "5", *flags]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent, timeout=900)
+
+
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_a_damaged_shard_ends_the_run_in_one_line_naming_it(prefect_server, dataset, tmp_path, kind):
+    broken = _copy(dataset, tmp_path / "broken")
+    named = damage(Location.open(str(broken)), 1, kind)
+    done = _atlas_cluster(broken, tmp_path / "clusters")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {broken}: {named}"), done.stderr[-3000:]
+    assert not (tmp_path / "clusters").exists(), "nothing written by a failed run"
+
+
+def test_every_kind_of_damaged_shard_is_skipped_and_named(prefect_server, tmp_path):
+    """One dataset, shard 0 whole and each later shard damaged in another way, clustered with
+    --on-bad-shard skip: the run clusters shard 0 and names every other shard and why."""
+    dataset = Path(_write_dataset(tmp_path / "dataset", n_features=8 * (1 + len(DAMAGES)), shard_size=8))
+    location = Location.open(str(dataset))
+    named = {index: damage(location, index, kind) for index, kind in enumerate(DAMAGES, start=1)}
+    done = _atlas_cluster(dataset, tmp_path / "clusters", "--on-bad-shard", "skip")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "clusters" / "summary.json").read_text())
+    assert summary["shards"] == [0] and sorted(map(int, summary["skipped_shards"])) == sorted(named)
+    for index, name in named.items():
+        assert summary["skipped_shards"][str(index)].startswith(f"{dataset}: {name}"), (index, name)
+        assert f"shard {index} skipped: {dataset}: {name}" in done.stderr
+    assert set(pd.read_parquet(tmp_path / "clusters" / "labels.parquet")["feature_id"]) == set(range(8))
 
 
 def test_newest_clusters_the_most_recent_complete_version(prefect_server, dataset, tmp_path):

@@ -4,20 +4,28 @@ demo's wiring on the tiny model."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from damage import damage
 from pages import decoded_points, page_data
 from planted import CHANGED, FAST, HEADS, SEP_RISE, write_dataset
 from tiny import TINY
 
 from flows.cli import main as atlas
+from tasks.cluster.resources import MemoryBudget
+from tasks.cluster.sample import SampleSpec
+from tasks.compare.alignment import open_pair
 from tasks.compare.demo import DEMO_B, DEMO_MODEL, demo_configs
 from tasks.compare.findings import changed_heads_finding, compare_findings, smallest_p
+from tasks.compare.paired import read_pairs
 from tasks.compare.summary import CompareSummary
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
+from tasks.storage.location import Location
+from tasks.storage.shards import ShardError
 
 
 def _planted(heads: pd.DataFrame) -> np.ndarray:
@@ -96,6 +104,15 @@ def test_a_pair_of_other_features_is_refused_in_one_line_before_anything_starts(
     assert len(lines) == 1 and lines[0].startswith(f"error: {other} does not hold the same features as {planted[0]}")
     assert fragment in lines[0]
     assert not out.exists() and not list(tmp_path.glob(".compare*"))
+
+
+@pytest.mark.parametrize("kind", ["truncated file", "damaged trailing magic", "manifest not JSON"])
+def test_a_damaged_shard_of_either_dataset_is_named(kind, planted, tmp_path):
+    b = shutil.copytree(planted[1], tmp_path / "b")
+    named = damage(Location.open(str(b)), 1, kind)
+    with pytest.raises(ShardError, match=f"^{b}: {named}"):
+        pair = open_pair(planted[0], str(b), None, None)
+        read_pairs(pair, SampleSpec(), 5, 1000, MemoryBudget(2**30))
 
 
 def test_the_flow_writes_every_output_and_replaces_them_whole(planted, prefect_server, tmp_path):

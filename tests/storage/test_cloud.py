@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
+import sys
 import uuid
 
 import fsspec
 import pandas as pd
 import pyarrow as pa
 import pytest
+from small_disk import on_small_disk
 from storage_servers import FaultProxy, MotoServer
-from tiny import TINY, run_flow, tiny_flags
+from tiny import REPO, TINY, run_flow, tiny_flags
 
 from flows.cluster import cluster
 from flows.extract import extract
@@ -101,6 +105,49 @@ def test_injected_resets_and_503s_are_retried_and_the_dataset_equals_the_fault_f
     _assert_same_rows(_tables(url), reference)
 
 
+def test_an_upload_failing_past_the_clients_retries_is_retried_without_computing_the_shard_again(
+        object_stores, reference):
+    """The store answers 503 to the first PUTs of shard 1's Parquet file, more than the S3 client retries (s3fs
+    tries each request 5 times here, botocore once: AWS_MAX_ATTEMPTS=1)."""
+    url = f"s3://atlas/{uuid.uuid4().hex}/dataset"
+    refused: list[str] = []
+
+    def refuse_the_first_uploads(method: str, path: str) -> str | None:
+        if method == "PUT" and path.split("?")[0].endswith("shard-000001.parquet") and len(refused) < 7:
+            refused.append(path)
+            return "503"
+        return None
+
+    with FaultProxy(object_stores["s3"].url, hook=refuse_the_first_uploads) as proxy:
+        result = run_flow("extract.py", "--dest", url, *tiny_flags(), AWS_ENDPOINT_URL=proxy.url, AWS_MAX_ATTEMPTS="1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert len(refused) == 7
+    assert "Retry 1/" not in output, "the shard task was not run again"
+    assert output.count("shard-000001: 480 rows computed") == 1, output[-3000:]
+    assert re.search(r"publishing shard-000001 .*trying again in", output), output[-3000:]
+    _assert_same_rows(_tables(url), reference)
+
+
+def test_an_upload_failing_past_every_retry_ends_the_run_in_one_line_without_computing_the_shard_again(
+        object_stores):
+    url = f"s3://atlas/{uuid.uuid4().hex}/dataset"
+
+    def refuse_every_upload(method: str, path: str) -> str | None:
+        return "503" if method == "PUT" and path.split("?")[0].endswith("shard-000001.parquet") else None
+
+    with FaultProxy(object_stores["s3"].url, hook=refuse_every_upload) as proxy:
+        result = run_flow("extract.py", "--dest", url, *tiny_flags(shards="1"), AWS_ENDPOINT_URL=proxy.url,
+                          AWS_MAX_ATTEMPTS="1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: {url}: cannot publish shard-000001: the storage still fails after every retry ("), output[-3000:]
+    assert output.count("shard-000001: 480 rows computed") == 1 and "Retry 1/" not in output, output[-3000:]
+    assert _objects(url) == ["dataset.json"]
+
+
 def _killed_at(url: str, endpoint: str, upstream: str, target: str) -> tuple[list[tuple[str, str]], int]:
     """Runs the extraction through a proxy that SIGKILLs it when it sends a write whose path ends with
     `target`, before that write reaches the store. Returns the requests seen and the exit code."""
@@ -143,6 +190,31 @@ def test_a_run_killed_mid_shard_resumes_to_exactly_the_right_rows(tmp_path, refe
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     _assert_same_rows(_tables(str(dest)), reference)
     assert not list(dest.glob(".*partial*")), "what the killed run left is cleared"
+
+
+def test_a_full_disk_ends_the_run_in_one_line_leaving_nothing_half_written_and_the_next_run_resumes(
+        tmp_path, reference):
+    """The destination on a 1 MB filesystem: the first shard does not fit. Then the filesystem grows and the same
+    command runs again."""
+    from prefect.settings import PREFECT_API_URL
+
+    disk, dest = tmp_path / "disk", tmp_path / "disk" / "dataset"
+    extract = shlex.join([sys.executable, str(REPO / "flows" / "extract.py"), "--dest", str(dest), *tiny_flags()])
+    script = (f"{extract} 2> {tmp_path}/first.err; echo $? > {tmp_path}/first.rc; cp -a {dest} {tmp_path}/left; "
+              f"mount -o remount,size=256m {disk} && {extract} 2> {tmp_path}/rerun.err; "
+              f"echo $? > {tmp_path}/rerun.rc; cp -a {dest} {tmp_path}/final")
+    done = on_small_disk(disk, "1m", script, {"PREFECT_API_URL": PREFECT_API_URL.value() or ""})
+    assert done.returncode == 0, done.stderr
+    first = (tmp_path / "first.err").read_text()
+    assert (tmp_path / "first.rc").read_text().strip() == "2", first[-3000:]
+    assert "Traceback" not in first, first[-3000:]
+    errors = [line for line in first.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.match(rf"error: {dest}: cannot write shard-\d{{6}}: no space left on device \(",
+                                         errors[0]), first[-3000:]
+    left = [p.name for p in (tmp_path / "left").iterdir()]
+    assert "dataset.json" in left and not [n for n in left if n.startswith("shard-") or "partial" in n], left
+    assert (tmp_path / "rerun.rc").read_text().strip() == "0", (tmp_path / "rerun.err").read_text()[-3000:]
+    _assert_same_rows(_tables(str(tmp_path / "final")), reference)
 
 
 @pytest.fixture(scope="module")

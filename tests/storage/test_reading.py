@@ -4,26 +4,29 @@ page's CRC), on local disk and fsspec memory://."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from damage import DAMAGES, damage
 from records import shard_details
+from tiny import REPO
 
 from tasks.storage.location import Location
 from tasks.storage.reading import BytesRead, read_rows, read_shard
 from tasks.storage.records import Manifest
 from tasks.storage.rows import row_schema, rows_table
-from tasks.storage.shards import ShardError, publish_shard, staging_dir
+from tasks.storage.shards import ShardError, manifest_listing, publish_shard, staging_dir
 from tasks.storage.writer import ShardFileWriter
 
 LAYERS, HEADS, DIM, FEATURES = 3, 4, 256, 40
 SCHEMA = row_schema(DIM, "float32", ("entropy",))
 
 
-def _write(dest: Location, first: int = 100) -> tuple[Manifest, pa.Table]:
-    """A shard of FEATURES features written in batches of 3 features, row groups of 4 features."""
+def _write(dest: Location, first: int = 100, index: int = 0) -> tuple[Manifest, pa.Table]:
+    """Shard `index`: FEATURES features written in batches of 3 features, row groups of 4 features."""
     rng = np.random.default_rng(0)
     tables = []
     with staging_dir(dest) as staging:
@@ -38,7 +41,7 @@ def _write(dest: Location, first: int = 100) -> tuple[Manifest, pa.Table]:
         groups = writer.close()
         table = pa.concat_tables(tables)
         details = shard_details("fp", (first, first + FEATURES)) | {"row_groups": groups}
-        return publish_shard(dest, 0, staging / "s.parquet", SCHEMA, table.num_rows, details), table
+        return publish_shard(dest, index, staging / "s.parquet", SCHEMA, table.num_rows, details), table
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -90,3 +93,34 @@ def test_a_changed_footer_is_named(dest):
     _flip(dest, manifest, manifest.bytes - 20)
     with pytest.raises(ShardError, match=r"shard-000000.parquet does not match its manifest \(footer sha256\)"):
         list(read_rows(dest, manifest, feature_stop=101))
+
+
+@pytest.fixture(params=["format 2, local", "format 2, memory", "format 1"])
+def two_shards(request, tmp_path) -> tuple[Location, str]:
+    """A dataset folder with shards 0 and 1, and its fingerprint."""
+    if request.param == "format 1":
+        shutil.copytree(REPO / "tests" / "data" / "dataset-v1", tmp_path / "v1")
+        return Location.open(str(tmp_path / "v1")), "72664a41b9ab177c"
+    local = request.param.endswith("local")
+    dest = Location.open(str(tmp_path / "dataset") if local else f"memory://bucket-{uuid.uuid4().hex}/dataset")
+    _write(dest, first=0, index=0)
+    _write(dest, first=FEATURES, index=1)
+    return dest, "fp"
+
+
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_every_damage_is_a_shard_error_naming_the_dataset_and_the_file(two_shards, kind):
+    dataset, fingerprint = two_shards
+    named = damage(dataset, 1, kind)
+    with pytest.raises(ShardError) as error:
+        for index in (0, 1):
+            read_shard(dataset, index)
+    assert str(error.value).startswith(f"{dataset.url}: {named}"), str(error.value)
+    manifests, damaged = manifest_listing(dataset, fingerprint)
+    if named.endswith(".json"):  # the listing names the shard whose manifest cannot be read, and lists the rest
+        assert sorted(manifests) == [0] and list(damaged) == [1] and str(damaged[1]) == str(error.value)
+    else:
+        assert sorted(manifests) == [0, 1] and damaged == {}
+        with pytest.raises(ShardError, match=f"^{dataset.url}: {named}"):  # as the sample reads it
+            list(read_rows(dataset, manifests[1], feature_stop=manifests[1].features[0] + 1, columns=["embedding"]))
+    assert read_shard(dataset, 0).num_rows == manifests[0].rows

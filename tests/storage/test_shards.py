@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import sys
 import uuid
 
 import numpy as np
@@ -10,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from records import shard_details, synthetic_record
+from small_disk import on_small_disk
 
 from tasks.storage.dataset import DatasetMismatchError, ensure_dataset_record, newest_complete, read_dataset_record
 from tasks.storage.location import Location
@@ -120,6 +124,57 @@ def test_a_crash_while_writing_leaves_nothing_behind(tmp_path):
             writer.write_table(table.slice(0, 10))
             raise KeyboardInterrupt
     assert os.listdir(dest.root) == []
+
+
+FULL_AT_THE_MANIFEST = """
+import json, sys
+from pathlib import Path
+import pyarrow.parquet as pq
+sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parent)]
+from test_shards import _rows
+from records import shard_details
+from tasks.storage.location import Location
+from tasks.storage.reading import read_shard
+from tasks.storage.shards import publish_shard, staging_dir
+
+disk, report = Path(sys.argv[1]), {}
+dest, table = Location.open(str(disk / "dataset")), _rows(0, 40)
+with staging_dir(dest) as staging:
+    pq.write_table(table, staging / "x.parquet")
+    with open(disk / "filler", "wb", buffering=0) as filler:  # the rest of the disk, to its last page
+        try:
+            while True:
+                filler.write(b"x" * 4096)
+        except OSError:
+            pass
+    try:
+        publish_shard(dest, 0, staging / "x.parquet", table.schema, table.num_rows, shard_details())
+    except Exception as exc:
+        report["error"] = [type(exc).__name__, str(exc)]
+    report["left"] = sorted(str(p.relative_to(disk)) for p in disk.rglob("*"))
+    (disk / "filler").unlink()
+    publish_shard(dest, 0, staging / "x.parquet", table.schema, table.num_rows, shard_details())
+report["read back"] = read_shard(dest, 0).equals(table)
+Path(sys.argv[2]).write_text(json.dumps(report))
+"""
+
+
+def test_a_full_disk_at_the_manifest_leaves_no_manifest_less_shard_and_no_partial_manifest(tmp_path):
+    """The shard's Parquet file fits on the disk, its manifest does not; after that, space is freed and the same
+    staged file is published."""
+    disk, report = tmp_path / "disk", tmp_path / "report.json"
+    script = shlex.join([sys.executable, "-c", FULL_AT_THE_MANIFEST, str(disk), str(report),
+                         os.path.dirname(__file__)])
+    done = on_small_disk(disk, "1m", script)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(report.read_text())
+    kind, message = result["error"]
+    assert kind == "StorageError", result["error"]
+    assert message.startswith(f"{disk}/dataset: cannot write shard-000000.json: no space left on device ("), message
+    staged = [name for name in result["left"] if name.startswith("dataset/.partial-")]
+    assert sorted(set(result["left"]) - set(staged)) == ["dataset", "filler"], "no shard file, no partial manifest"
+    assert len(staged) == 2 and staged[1].endswith("/x.parquet"), "the staged file is back for another try"
+    assert result["read back"]
 
 
 def test_staging_left_by_a_killed_process_is_removed(tmp_path):
