@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import partial
 
 import numpy as np
@@ -31,6 +32,19 @@ from tasks.cluster.density import (
 )
 from tasks.cluster.resources import MemoryBudgetError
 
+
+
+class DbscanMethod(StrEnum):
+    """How a DBSCAN cell ran: every neighbourhood counted (`EXACT`), or DBSCAN++ on a seeded core sample."""
+
+    EXACT = "exact"
+    SAMPLED = "dbscan++"
+
+
+def exact_record(implementation: str | None = None, **details) -> dict:
+    """The record of a cell that ran exactly; `implementation` names a library other than scikit-learn."""
+    named = {} if implementation in (None, "scikit-learn") else {"implementation": implementation}
+    return {"method": DbscanMethod.EXACT, "core_sample": None, **named, **details}
 
 @dataclass(frozen=True)
 class DensitySettings:
@@ -105,7 +119,7 @@ def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget
     sample = seeded_rows(n, size, seed)
     table, nearest = counts_and_nearest(X[sample], X, wide, chunk_rows, nearest=True, threads=threads)
     counts = dict(zip(wide, table.T))
-    record = {"method": "dbscan++", "core_sample": int(size), "estimated_bytes": need}
+    record = {"method": DbscanMethod.SAMPLED, "core_sample": int(size), "estimated_bytes": need}
     approximate = iter(in_threads([partial(labels_from_cores, X, sample, counts[eps] >= min_samples, nearest, eps,
                                            chunk_rows) for eps, min_samples in cells if eps in counts], threads))
     return [(next(approximate), {**record, "mean_neighbours": float(mean[eps])}) if eps in counts
@@ -114,8 +128,7 @@ def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget
 
 def _exact_cell(X: np.ndarray, eps: float, min_samples: int, exact: dict, mean: dict) -> tuple[np.ndarray, dict]:
     labels = by_size(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(X))
-    return labels, {"method": "exact", "core_sample": None, "estimated_bytes": exact[eps],
-                    "mean_neighbours": float(mean[eps])}
+    return labels, exact_record(estimated_bytes=exact[eps], mean_neighbours=float(mean[eps]))
 
 
 def agreement(approximate: np.ndarray, exact: np.ndarray) -> dict:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from tasks.cluster.backend import KMeansFit
-from tasks.cluster.dbscan import agreement_on_subsample, settled_grid
+from tasks.cluster.dbscan import agreement_on_subsample, exact_record, settled_grid
 
 
 def _numpy(array) -> np.ndarray:
@@ -77,7 +77,7 @@ class GpuBackend:
         return [
             (_numpy(DBSCAN(client=self.client, eps=eps, min_samples=min_samples,
                            max_mbytes_per_batch=self.dbscan_batch_mb).fit_predict(data, out_dtype="int64"))
-             .astype(np.int64), {"method": "exact (cuML)", "core_sample": None})
+             .astype(np.int64), exact_record("cuML"))
             for eps, min_samples in cells
         ]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.cluster.backend import ClusterBackend, KMeansFit
-from tasks.cluster.dbscan import DensitySettings
+from tasks.cluster.dbscan import DbscanMethod, DensitySettings
 from tasks.cluster.labels import NOISE, cluster_sizes, inertia, mean_distance, nearest_centre
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.cluster.sample import Sample
@@ -156,7 +156,7 @@ def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig, 
     run.params["dbscan"] = {"eps": eps, "min_samples": cfg.min_samples, "method": record["method"],
                             "core_sample": record["core_sample"], "knee_sample": len(queries),
                             "eps_from": "config" if cfg.eps else "knee of the k-distance curve"}
-    if record["method"] == "dbscan++":
+    if record["method"] == DbscanMethod.SAMPLED:
         with timed(seconds, "DBSCAN++ agreement with exact"):
             run.params["dbscan"]["agreement_with_exact"] = backend.dbscan_agreement(reduced, cell, settings)
     with timed(seconds, "re-clustering"):

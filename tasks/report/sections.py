@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tasks.cluster.dbscan import DbscanMethod
 from tasks.cluster.labels import NOISE, cluster_sizes, nearest_to_centre
 from tasks.cluster.run import ClusteringRun
 from tasks.cluster.sample import Sample
@@ -69,8 +70,9 @@ def clustering_section(name: str, run: ClusteringRun, sample: Sample, reduced: n
 
 def _dbscan_method(params: dict) -> str:
     """How DBSCAN ran, and where it was DBSCAN++, how it agrees with exact DBSCAN."""
-    if params["method"] != "dbscan++":
-        return "DBSCAN ran exactly."
+    if params["method"] != DbscanMethod.SAMPLED:
+        library = f" ({params['implementation']})" if "implementation" in params else ""
+        return f"DBSCAN ran exactly{library}."
     agreement = params["agreement_with_exact"]
     return (f"DBSCAN ran as DBSCAN++ with a seeded core sample of {params['core_sample']:,} rows (exact DBSCAN "
             f"would hold every neighbourhood). On a seeded subsample of {agreement['rows']:,} rows with "

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tasks.cluster.dbscan import DbscanMethod
 from tasks.research.agreement import agreement_table, clusters_by_pattern, row_references
 from tasks.research.findings import Finding, Rows, dominant_cluster, satellite_evenness, small_clusters
 from tasks.research.heads import Resampling, head_clusters_table, heads_table, slots
@@ -132,7 +133,7 @@ def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[st
         if name.startswith("kmeans"):
             record = kmeans_stability(reduced, values, facts_rows.feature_id, int(params[name]["k"]), resamples, seed,
                                       settings.kmeans_rows)
-        elif params[name]["method"] == "exact":
+        elif params[name]["method"] == DbscanMethod.EXACT:
             record = dbscan_stability(reduced, values, facts_rows.feature_id, params[name]["eps"],
                                       params[name]["min_samples"], resamples, seed)
         else:

@@ -101,3 +101,30 @@ def test_findings_read_as_sentences_without_noise():
     findings, _ = original_findings(_facts_rows(rows), labels, settings)
     assert findings[0].key == "dominant-cluster" and "no row is noise" in findings[0].text
     assert " nan " not in findings[0].text and findings[0].value == pytest.approx(4 / 6)
+
+
+def _study_inputs():
+    rows = _rows()
+    rng = np.random.default_rng(0)
+    for name in ("entropy", "cls_mass", "sep_mass"):
+        rows[name] = rng.random(len(rows), dtype=np.float32) / 3
+    labels = _planted(rows)
+    reduced = (labels[:, None] + rng.normal(scale=0.05, size=(len(rows), 4))).astype(np.float32)
+    return rows, labels, reduced
+
+
+def test_an_exact_dbscan_is_measured_for_stability_whichever_library_ran_it():
+    """The GPU backend recorded its exact DBSCAN as 'exact (cuML)', which the research layer took for DBSCAN++:
+    on GPUs the stability of DBSCAN was silently skipped."""
+    from tasks.cluster.dbscan import DbscanMethod, exact_record
+    from tasks.research.study import StudySettings, run_study
+
+    rows, labels, reduced = _study_inputs()
+    settings = StudySettings(RoleRules(), Resampling(bootstrap=20, permutations=50), 3, 10_000)
+    for implementation in ("scikit-learn", "cuML"):
+        params = {"dbscan": {**exact_record(implementation), "eps": 0.5, "min_samples": 5}}
+        study = run_study(rows, {"dbscan": labels}, params, reduced, ["entropy", "cls_mass", "sep_mass"], LAYERS,
+                          HEADS, settings)
+        assert params["dbscan"]["method"] == DbscanMethod.EXACT
+        assert list(study.stability["clustering"]) == ["dbscan"], implementation
+        assert not any("stability not measured" in note for note in study.notes)
