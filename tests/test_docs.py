@@ -78,6 +78,14 @@ def test_the_flag_reference_has_a_generated_table_for_every_command():
         assert flag_table(command.configs, command.exclude) in built
 
 
+def test_the_flags_said_not_to_change_the_rows_are_those_outside_the_fingerprint():
+    from tasks.config import _NOT_IN_FINGERPRINT
+
+    page = (REPO / "docs" / "reference" / "flags.md").read_text()
+    sentence = " ".join(page[page.index("These flags do not change the rows:"):].split(". ")[0].split())
+    assert {flag.replace("-", "_") for flag in re.findall(r"`--([a-z0-9-]+)`", sentence)} == _NOT_IN_FINGERPRINT
+
+
 def test_an_unknown_command_in_a_marker_fails_the_build():
     with pytest.raises(ValueError, match="no such command"):
         hooks().on_page_markdown("<!-- flags: nonsense -->\n")
