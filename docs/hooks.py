@@ -49,8 +49,8 @@ def module_tables(root: Path = REPO) -> str:
     for folder in folders:
         rows = [f"| `{path.name}` | {first_sentence(path)} |" for path in sorted(folder.glob("*.py"))
                 if path.name != "__init__.py" or first_sentence(path)]
-        data = sorted(p.name for p in folder.iterdir()
-                      if p.is_dir() and not p.name.startswith(("_", ".")) and not (p / "__init__.py").exists())
+        data = sorted(p.name for p in folder.iterdir() if folder.is_relative_to(root / "tasks") and p.is_dir()
+                      and not p.name.startswith(("_", ".")) and not (p / "__init__.py").exists())  # package data
         if data:
             rows.append(f"| {', '.join(f'`{name}/`' for name in data)} | files shipped with the code, not modules |")
         parts.append(f"### `{folder.relative_to(root).as_posix()}/`\n\n| module | what it holds |\n| --- | --- |\n"
