@@ -61,6 +61,42 @@ def config_parser(models: Sequence[type[BaseModel]], description: str, exclude: 
     return parser
 
 
+def flag_table(models: Sequence[type[BaseModel]], exclude: Sequence[str] = ()) -> str:
+    """A markdown table of the flags that `config_parser(models, ..., exclude)` makes: flag, type or choices,
+    default, the field's description. A name shared by several configs is one row naming every config it sets."""
+
+    def kind(annotation: Any) -> str:
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        if typing.get_origin(annotation) is typing.Literal:
+            return " / ".join(f"`{choice}`" for choice in typing.get_args(annotation))
+        if typing.get_origin(annotation) is list:
+            return f"{typing.get_args(annotation)[0].__name__}, comma-separated"
+        return "on / off (`--no-...`)" if annotation is bool else annotation.__name__
+
+    def default(value: Any) -> str:
+        if value is None:
+            return "none"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return f"`{','.join(map(str, value)) if isinstance(value, list) else value}`"
+
+    rows = ["| flag | type | default | meaning |", "| --- | --- | --- | --- |"]
+    seen: set[str] = set(exclude)
+    for model in models:
+        for name, field in model.model_fields.items():
+            if name in seen:
+                continue
+            seen.add(name)
+            owners = [other.__name__ for other in models if name in other.model_fields]
+            text = (field.description or "").replace("|", "\\|")
+            if len(owners) > 1:
+                text += f" (sets {', '.join(owners)})"
+            flag = f"`--{name.replace('_', '-')}`"
+            rows.append(f"| {flag} | {kind(field.annotation)} | {default(field.default)} | {text} |")
+    return "\n".join(rows)
+
+
 def configs_from_args(models: Sequence[type[BaseModel]], description: str, argv: Sequence[str] | None = None,
                       exclude: Sequence[str] = ()) -> list:
     """Parses flags into one validated config per model; invalid values exit with the flag named."""
