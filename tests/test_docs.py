@@ -16,7 +16,7 @@ from tasks.cli import config_parser, flag_table
 from tiny import REPO
 
 RUN_COMMAND = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && python flows/full.py"
-TEST_COMMAND = 'python3 -m venv .venv && . .venv/bin/activate && pip install -q -e ".[dev]" && pytest'
+TEST_COMMAND = 'python3 -m venv .venv && . .venv/bin/activate && pip install -q -e ".[dev,docs]" && pytest'
 FLAG_CELL = re.compile(r"^\| `--(?P<flag>[a-z0-9-]+)` \|", re.MULTILINE)
 
 
