@@ -16,7 +16,7 @@ def demo_configs(cfg: CompareConfig) -> tuple[ExtractConfig, FinetuneConfig, str
 
 
 def compared_folders(cfg: CompareConfig) -> list[str]:
-    """The folders a comparison reads: --a and --b, or, with neither, the demo's two datasets and its model."""
+    """The folders a comparison reads, and the demo writes: --a and --b, or the demo's two datasets and model."""
     if cfg.a is not None:
         return [cfg.a, cfg.b]
     extraction, tuning, dest_b = demo_configs(cfg)
