@@ -26,6 +26,7 @@ from tasks.cluster.sample import Sample, SampleSpec, load_sample
 from tasks.config import ClusterConfig
 from tasks.extract.exemplars import attention_maps_of
 from tasks.preflight import check_cluster, check_statistic
+from tasks.report.destination import output_folder
 from tasks.report.explorer import explorer_data
 from tasks.report.gallery import gallery_documents
 from tasks.report.outputs import write_outputs
@@ -122,6 +123,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     """Clusters the published shards of `config.dataset`; returns the summary and the report's path."""
     log = get_run_logger()
     started = time.perf_counter()
+    output_folder(config.out, [config.dataset])
     dataset = Location.at(config.dataset, config.credentials)
     if config.newest:
         dataset = newest_complete(dataset)

@@ -23,7 +23,7 @@ from tasks.cli import config_from_args, run_or_exit
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.cluster.sample import SampleSpec
 from tasks.compare.alignment import Pair, open_pair
-from tasks.compare.demo import demo_configs
+from tasks.compare.demo import compared_folders, demo_configs
 from tasks.compare.explorer import ModelMaps, diff_explorer_data
 from tasks.compare.findings import compare_findings
 from tasks.compare.outputs import write_compare_outputs
@@ -34,6 +34,7 @@ from tasks.compare.tables import Comparison, compare_rows
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.extract.exemplars import attention_maps_of
 from tasks.preflight import check_compare
+from tasks.report.destination import output_folder
 from tasks.report.explorer import ExplorerData
 from tasks.report.summary import SampleRecord
 from tasks.research.findings import Finding
@@ -126,6 +127,7 @@ def compare(config: CompareConfig = CompareConfig()) -> dict:
     datasets first); returns the summary and the report's path."""
     log = get_run_logger()
     started, seconds = time.perf_counter(), {}
+    output_folder(config.out, compared_folders(config))
     if config.a is None:
         with timed(seconds, "demo: fine-tune and extractions"):
             a, b = demo_datasets(*demo_configs(config))

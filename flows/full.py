@@ -16,11 +16,14 @@ from flows.extract import extract
 from tasks.cli import configs_from_args, run_or_exit
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.preflight import check_full
+from tasks.report.destination import output_folder
 
 
 @flow(name="full")
 def full(extraction: ExtractConfig = ExtractConfig(), clustering: ClusterConfig = ClusterConfig()) -> dict:
-    """Extracts `extraction.dest` (or the new version there), then clusters that dataset."""
+    """Extracts `extraction.dest` (or the new version there), then clusters that dataset; an --out that would
+    replace the destination is refused first."""
+    output_folder(clustering.out, [extraction.dest])
     extracted = extract(extraction)
     clustered = cluster(clustering.model_copy(update={"dataset": extracted["dest"], "newest": False}))
     return {"extraction": extracted, "report": clustered["report"], "clustering": clustered["summary"]}

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from tasks.cluster.gpus import choose_backend, visible_gpus
 from tasks.compare.alignment import check_first_rows, open_pair
-from tasks.compare.demo import demo_configs
+from tasks.compare.demo import compared_folders, demo_configs
 from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.errors import InputError
+from tasks.report.destination import output_folder
 from tasks.squad.load import cached_squad
 from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
@@ -26,8 +27,10 @@ def check_backend(cfg: ClusterConfig) -> None:
 
 
 def check_cluster(cfg: ClusterConfig) -> None:
-    """The dataset has a dataset.json, the asked shards are published (with readable manifests, unless bad shards
-    are skipped), the QA statistic exists; a GPU backend has GPUs."""
+    """--out may be replaced and is not the dataset or above it; the dataset has a dataset.json, the asked shards
+    are published (with readable manifests, unless bad shards are skipped), the QA statistic exists; a GPU backend
+    has GPUs."""
+    output_folder(cfg.out, [cfg.dataset])
     check_backend(cfg)
     if cfg.newest:
         return  # the dataset is chosen among versions when the flow runs
@@ -44,6 +47,9 @@ def check_statistic(cfg: ClusterConfig, record: DatasetRecord, url: str) -> None
 
 
 def check_full(extraction: ExtractConfig, clustering: ClusterConfig) -> None:
+    """--out may be replaced and is not the extraction's destination or above it; the source reads; a GPU
+    backend has GPUs."""
+    output_folder(clustering.out, [extraction.dest])
     check_extract(extraction)
     check_backend(clustering)
 
@@ -55,8 +61,10 @@ def check_finetune(cfg: FinetuneConfig) -> None:
 
 
 def check_compare(cfg: CompareConfig) -> None:
-    """Both datasets hold the same features and grid (records, shards, the first rows' keys); with neither
-    given, the demo's SQuAD inputs read."""
+    """--out may be replaced and is none of the compared folders or above one; both datasets hold the same
+    features and grid (records, shards, the first rows' keys); with neither given, the demo's SQuAD inputs
+    read."""
+    output_folder(cfg.out, compared_folders(cfg))
     if cfg.a is None:
         extraction, tuning, _ = demo_configs(cfg)
         check_extract(extraction)

@@ -1,16 +1,19 @@
-"""The README's bad-input table, through the extraction command line: each malformed input gives one clear
-error naming the file or URL, the place and the problem, and leaves no output behind."""
+"""The README's bad-input table, through the command line: each malformed input or output folder gives one
+clear error naming the file, URL or flag, the place and the problem, and leaves every file as it was."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from small_disk import on_small_disk
 from tiny import REPO, tiny_flags
 
 from flows.extract import main
@@ -126,3 +129,56 @@ def atlas(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
     print(f"atlas {' '.join(argv[:1])}: exit {done.returncode} after {time.perf_counter() - started:.1f} s")
     return done
+
+
+def _copied_dataset(tmp: Path) -> Path:
+    shutil.copytree(DATASET_V1, tmp / "data" / "dataset")
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "notes.txt").write_text("my notes")
+    return tmp / "data" / "dataset"
+
+
+# case: (the command with {dataset} and {tmp} to fill, fragment of the one error line after "error: --out OUT: ")
+OUT_CASES = {
+    "cluster into its dataset": (["cluster", "--dataset", "{dataset}", "--out", "{dataset}"],
+                                 "is the dataset folder {dataset}"),
+    "cluster into a folder above its dataset": (["cluster", "--dataset", "{dataset}", "--out", "{tmp}"],
+                                                "holds the dataset folder {dataset}"),
+    "cluster into a user's folder": (["cluster", "--dataset", "{dataset}", "--out", "{tmp}/mine"],
+                                     "holds files no run of this project wrote: notes.txt"),
+    "cluster into a file": (["cluster", "--dataset", "{dataset}", "--out", "{tmp}/mine/notes.txt"],
+                            "is a file, not a folder"),
+    "cluster under a file": (["cluster", "--dataset", "{dataset}", "--out", "{tmp}/mine/notes.txt/clusters"],
+                             "cannot write: {tmp}/mine/notes.txt is a file, not a folder"),
+    "full into its destination": (["full", "--dest", "{tmp}/new", "--out", "{tmp}/new"],
+                                  "is the dataset folder {tmp}/new"),
+    "full into a folder above its destination": (["full", "--dest", "{tmp}/new/dataset", "--out", "{tmp}/new"],
+                                                 "holds the dataset folder {tmp}/new/dataset"),
+    "compare into dataset B": (["compare", "--a", "{dataset}", "--b", "{dataset}", "--out", "{dataset}"],
+                               "is the dataset folder {dataset}"),
+}
+
+
+@pytest.mark.parametrize("case", OUT_CASES, ids=list(OUT_CASES))
+def test_an_out_that_would_lose_data_is_refused_before_anything_starts(case, tmp_path):
+    command, fragment = OUT_CASES[case]
+    dataset = _copied_dataset(tmp_path)
+    argv = [flag.format(dataset=dataset, tmp=tmp_path) for flag in command]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    done = atlas(argv, tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    out = argv[argv.index("--out") + 1]
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"error: --out {out}: "), done.stderr
+    assert fragment.format(dataset=dataset, tmp=tmp_path) in done.stderr, done.stderr
+    assert done.stdout == ""
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before, "every file kept as it was"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "mine"], "nothing written"
+
+
+def test_an_out_on_a_read_only_disk_is_refused_before_anything_starts(tmp_path):
+    disk = tmp_path / "disk"
+    command = [sys.executable, "-m", "flows.cli", "cluster", "--dataset", str(DATASET_V1), "--out", f"{disk}/clusters"]
+    done = on_small_disk(disk, "64k", f"mount -o remount,ro {disk} && {shlex.join(command)}",
+                         {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr == f"error: --out {disk}/clusters: {disk}: cannot write: no permission to write in {disk}\n"

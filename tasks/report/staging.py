@@ -1,5 +1,6 @@
-"""An output folder replaced whole: written into a staging folder beside it, then swapped in; and what every
-run's folder holds: its tables as Parquet and CSV, its figures, summary.json, report.html and explorer.html."""
+"""An output folder replaced whole, where that loses nothing: written into a staging folder beside it, then
+swapped in; and what every run's folder holds: its tables as Parquet and CSV, its figures, summary.json,
+report.html and explorer.html."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tasks.report.destination import output_folder, record_outputs
 from tasks.report.explorer import ExplorerData, render_explorer
 from tasks.report.html import render_html
 from tasks.report.sections import Section
@@ -19,17 +21,22 @@ from tasks.report.sections import Section
 
 @contextmanager
 def swapped_in(out: Path) -> Iterator[Path]:
-    """A staging folder beside `out`: once the block ends, it replaces `out` whole (the previous one removed);
-    where the block fails, `out` is left as it was."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex}")
+    """A staging folder beside the folder `out` resolves to: once the block ends, it replaces that folder whole
+    (the previous one removed) and outputs.json lists what it holds. Where the block fails, or the folder may not
+    be replaced (see `output_folder`: checked before the block and again before the swap), the folder is left
+    as it was."""
+    target = output_folder(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex}")
     staging.mkdir()
     try:
         yield staging
-        previous = out.with_name(f".{out.name}.previous-{uuid.uuid4().hex}")
-        if out.exists():
-            out.rename(previous)
-        staging.rename(out)
+        record_outputs(staging)
+        output_folder(out)
+        previous = target.with_name(f".{target.name}.previous-{uuid.uuid4().hex}")
+        if target.exists():
+            target.rename(previous)
+        staging.rename(target)
         shutil.rmtree(previous, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

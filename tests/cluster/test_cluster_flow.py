@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from damage import DAMAGES, damage
 from records import shard_details, synthetic_record
-from tiny import REPO
+from tiny import REPO, TINY
 
 from flows.cluster import cluster
 from flows.full import full
@@ -210,6 +210,40 @@ def _copy(dataset: str, to: Path) -> Path:
     for path in Path(dataset).iterdir():
         (to / path.name).write_bytes(path.read_bytes())
     return to
+
+
+
+def _contents(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_flows_refuse_an_out_over_their_dataset_before_any_work(prefect_server, dataset, tmp_path):
+    """Deployment runs skip the command line: the flows check --out themselves."""
+    copied = _copy(dataset, tmp_path / "data" / "dataset")
+    before = _contents(tmp_path)
+    for out, relation in ((copied, "is"), (tmp_path / "data", "holds")):
+        with pytest.raises(InputError, match=f"^--out {out}: {relation} the dataset folder {copied}"):
+            cluster(ClusterConfig(dataset=str(copied), out=str(out), n_workers=1, backend="cpu"))
+    with pytest.raises(InputError, match=f"^--out {tmp_path / 'new'}: is the dataset folder {tmp_path / 'new'}"):
+        full(ExtractConfig(**TINY, dest=str(tmp_path / "new")), ClusterConfig(out=str(tmp_path / "new")))
+    assert _contents(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_rerun_replaces_its_own_outputs_through_a_symlinked_out(prefect_server, dataset, tmp_path):
+    target, link = tmp_path / "disk" / "clusters", tmp_path / "clusters"
+    target.mkdir(parents=True)
+    link.symlink_to(target, target_is_directory=True)
+    config = ClusterConfig(dataset=dataset, out=str(link), pca_components=5, exemplars=0, n_workers=2,
+                           backend="cpu", min_samples_grid=[5])
+    searched = []
+    for k_max in (4, 3):
+        result = cluster(config.model_copy(update={"k_max": k_max}))
+        assert result["report"] == str(link / "report.html")
+        assert link.is_symlink() and Path(os.readlink(link)) == target
+        searched.append(len(pd.read_csv(target / "k_search.csv")))
+    assert searched[0] > searched[1], "the second run's outputs replaced the first's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clusters", "disk"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["clusters"], "no staging folder left behind"
 
 
 def test_a_corrupt_or_missing_shard_fails_the_run_or_is_skipped_by_name(prefect_server, dataset, tmp_path):

@@ -24,6 +24,7 @@ from tasks.compare.findings import changed_heads_finding, compare_findings, smal
 from tasks.compare.paired import read_pairs
 from tasks.compare.summary import CompareSummary
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
+from tasks.errors import InputError
 from tasks.storage.location import Location
 from tasks.storage.shards import ShardError
 
@@ -140,6 +141,25 @@ def test_the_flow_writes_every_output_and_replaces_them_whole(planted, prefect_s
         pytest.approx(heads["displacement"].tolist())
     assert decoded_points(explorer)["model"].value_counts().to_dict() == {"A": 50, "B": 50}
     assert not (out / "stale").exists() and not list(tmp_path.glob(".compare*"))
+
+
+
+def test_the_flow_and_the_command_refuse_an_out_over_a_dataset(planted, prefect_server, tmp_path, capsys,
+                                                                 monkeypatch):
+    from flows.compare import compare
+
+    b = shutil.copytree(planted[1], tmp_path / "data" / "b")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(InputError, match=f"^--out {b}: is the dataset folder {b}"):
+        compare(CompareConfig(a=planted[0], b=str(b), out=str(b), **FAST))
+    assert atlas(["compare", "--a", planted[0], "--b", str(b), "--out", str(tmp_path / "data")]) == 2
+    monkeypatch.chdir(tmp_path)
+    assert atlas(["compare", "--out", "outputs"]) == 2  # the demo writes its datasets under outputs/
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 2 and lines[0].startswith(f"error: --out {tmp_path / 'data'}: holds the dataset folder {b}; ")
+    assert lines[1].startswith("error: --out outputs: holds the dataset folder outputs/dataset; ")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 def test_the_demo_fine_tunes_then_extracts_both_models_and_compares_them(prefect_server, tmp_path):
