@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,6 +21,12 @@ from tasks.storage.location import Location
 RECORD = "outputs.json"
 FORMAT = "squad-attention-atlas-outputs/1"
 SHOWN = 3  # foreign files named in a refusal
+# What the cluster and compare runs wrote before outputs.json existed: a folder holding summary.json and report.html
+# and nothing but these names is an older version's outputs.
+OLDER_OUTPUTS = re.compile(
+    r"(report|explorer)\.html|summary\.json|figures/[^/]+\.png|labels\.parquet/part-\d{6}\.parquet|centres_\w+\.npy"
+    r"|(heads|head_clusters|agreement|small_clusters|stability|clusters_by_pattern|k_search|dbscan_grid|pca_variance"
+    r"|compare|layers)\.(parquet|csv)")
 
 
 class OutputsRecord(BaseModel):
@@ -95,9 +102,14 @@ def _foreign(target: Path) -> str | None:
 
 
 def _recorded(folder: Path) -> set[str]:
-    """The files outputs.json lists, and itself; nothing where it is missing or not a valid record."""
+    """The files outputs.json lists, and itself; without it, an older version's outputs (OLDER_OUTPUTS) where the
+    folder holds that version's summary.json and report.html; else nothing."""
     try:
         record = OutputsRecord.model_validate_json((folder / RECORD).read_bytes())
+    except FileNotFoundError:
+        if not ((folder / "summary.json").is_file() and (folder / "report.html").is_file()):
+            return set()
+        return {name for name in _files(folder) if OLDER_OUTPUTS.fullmatch(name)}
     except (OSError, ValidationError):
         return set()
     return {*record.files, RECORD} if record.format == FORMAT else set()

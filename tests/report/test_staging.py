@@ -104,3 +104,23 @@ def test_files_added_during_the_run_stop_the_swap_and_stay(tmp_path):
     assert (out / "notes.txt").read_text() == "written while the run went on"
     assert (out / "report.html").read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clusters"], "no staging folder left behind"
+
+
+def _older_run(folder: Path, extra: str | None = None) -> Path:
+    """A cluster run's folder as versions before outputs.json wrote it (no record), with `extra` added."""
+    (folder / "figures").mkdir(parents=True)
+    (folder / "labels.parquet").mkdir()
+    names = ["report.html", "explorer.html", "summary.json", "heads.parquet", "heads.csv", "k_search.csv",
+             "centres_kmeans.npy", "figures/pca.png", "labels.parquet/part-000000.parquet"]
+    for name in names + ([extra] if extra else []):
+        (folder / name).write_text(name)
+    return folder
+
+
+def test_a_folder_of_an_older_version_is_replaced_but_not_with_a_users_file_in_it(tmp_path):
+    _write(_older_run(tmp_path / "old"), "new")
+    assert _files(tmp_path / "old").keys() == {"report.html", "figures/a.png", "outputs.json"}
+    before = _files(_older_run(tmp_path / "noted", extra="my-notes.txt"))
+    with pytest.raises(InputError, match="my-notes.txt"):
+        _write(tmp_path / "noted", "new")
+    assert _files(tmp_path / "noted") == before
