@@ -8,6 +8,7 @@ from tasks.compare.alignment import check_first_rows, open_pair
 from tasks.compare.demo import demo_configs
 from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.errors import InputError
+from tasks.squad.features import check_windows
 from tasks.squad.load import cached_squad
 from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
@@ -16,8 +17,14 @@ from tasks.storage.shards import readable_manifests
 
 
 def check_extract(cfg: ExtractConfig) -> None:
-    """The SQuAD source reads and validates (kept for the flow: this process reads it once)."""
-    cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
+    """The SQuAD source reads and validates (kept for the flow: this process reads it once), and every question
+    fits the windows with the model's tokenizer (loaded alone: a model at a URL is checked when tokenized)."""
+    squad = cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
+    from tasks.extract.qa_model import load_tokenizer  # imports torch: only once the source is good
+
+    tokenizer = load_tokenizer(cfg.model, cfg.model_revision)
+    if tokenizer is not None:
+        check_windows(squad.examples, tokenizer, cfg.max_length, cfg.doc_stride, cfg.max_query_length)
 
 
 def check_backend(cfg: ClusterConfig) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from tasks.squad.features import plan_shards, shard_features, tokenize
+from tasks.squad.features import WindowError, plan_shards, question_tokens, shard_features, tokenize
 from tasks.squad.load import (
     SquadFormatError,
     embedded_sample_path,
@@ -89,6 +89,20 @@ def test_shards_reproduce_the_global_features_exactly(sample, tokenizer):
     assert (np.concatenate([p.input_ids for p in parts]) == features.input_ids).all()
     assert (np.concatenate([p.span for p in parts]) == features.span).all()
     assert sum((p.question_id for p in parts), []) == features.question_id
+
+
+def test_a_question_that_leaves_no_room_past_the_stride_is_named_not_a_tokenizer_panic(sample, tokenizer):
+    counts = question_tokens([e.question for e in sample.examples], tokenizer, 64)
+    longest = int(np.argmax(counts))
+    max_length = int(counts[longest]) + 3 + 16  # room for exactly 16 context tokens: the stride must be under it
+    with pytest.raises(WindowError) as error:
+        tokenize(sample.examples, tokenizer, max_length, 16, 64)
+    message = str(error.value)
+    assert "\n" not in message
+    first = next(e for e, n in zip(sample.examples, counts) if n + 3 + 16 >= max_length)
+    assert f"question '{first.question_id}'" in message and "--doc-stride 16" in message
+    assert f"--max-length {max_length}" in message and "(after --max-query-length 64)" in message
+    assert len(tokenize(sample.examples, tokenizer, max_length, 15, 64)) > len(sample.examples)  # 15 fits
 
 
 def test_loads_over_http(http_folder):
