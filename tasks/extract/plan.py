@@ -12,6 +12,7 @@ from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS
 from tasks.extract.models import encoder_for, qa_model_for, squad_file
 from tasks.squad.features import ShardPlan, plan_shards, tokenize
+from tasks.squad.load import check_answers
 from tasks.storage.dataset import ensure_dataset_record
 from tasks.storage.location import Location
 from tasks.storage.records import FORMAT, DatasetRecord, Manifest
@@ -69,6 +70,7 @@ def plan_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     if cfg.precision == "auto":
         raise ValueError("plan_extraction needs a resolved config: call resolve(cfg) first")
     squad = squad_file(cfg)
+    check_answers(squad, cfg.strict_answers)
     qa = qa_model_for(cfg)
     features = tokenize(squad.examples, qa.tokenizer, cfg.max_length, cfg.doc_stride, cfg.max_query_length)
     shards = plan_shards(features, cfg.shard_size)
