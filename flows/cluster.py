@@ -30,7 +30,7 @@ from tasks.report.explorer import explorer_data
 from tasks.report.gallery import gallery_documents
 from tasks.report.outputs import write_outputs
 from tasks.report.research import findings_section
-from tasks.report.sections import Section, build_sections
+from tasks.report.sections import Section, build_sections, notes_section, skipped_notes
 from tasks.report.summary import ClusterSummary, RunContext, SampleRecord, summarise
 from tasks.report.tables import sizes_table
 from tasks.research.heads import Resampling
@@ -91,8 +91,10 @@ def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, red
                      record.model.heads, settings, facts)
 
 
-def publish_findings(study: Study, report: Path) -> None:
-    lines = ["# Findings", *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(study.findings, start=1)),
+def publish_findings(study: Study, report: Path, left_out: list[str]) -> None:
+    """The findings artifact, what the run left out (skipped shards, ...) first."""
+    left = ["**Left out of this run:**", *(f"- {note}" for note in left_out), ""] if left_out else []
+    lines = ["# Findings", *left, *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(study.findings, start=1)),
              "", *study.notes, "", f"Report: `{report}`"]
     create_markdown_artifact("\n".join(lines), key="cluster-findings", description="What the clusters mean")
 
@@ -102,7 +104,8 @@ def report_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, re
                 study: Study, questions: pd.DataFrame, context: RunContext) -> tuple[str, ClusterSummary]:
     source = functools.partial(attention_maps_of, record, config.dataset, config.credentials)
     layers, heads = record.model.layers, record.model.heads
-    sections = [findings_section(study, layers, heads),
+    notes = skipped_notes(sample.skipped)
+    sections = [*notes_section(notes), findings_section(study, layers, heads),
                 *build_sections(run, sample, reduced, layers, heads, record.statistics, config.top_clusters,
                                 config.exemplars, config.min_samples, source)]
     summary = summarise(run, sample, reduced, context, study.findings)
@@ -113,7 +116,7 @@ def report_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, re
     get_run_logger().info("explorer: %s", explorer.projection)
     report = write_outputs(Path(config.out), sample, run, study, summary, sections, explorer)
     publish_artifacts(summary, run, report, sections)
-    publish_findings(study, report)
+    publish_findings(study, report, notes)
     return str(report), summary
 
 

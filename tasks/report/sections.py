@@ -37,6 +37,19 @@ class Section:
     points: list[str] = field(default_factory=list)  # numbered sentences, shown before the text
 
 
+def skipped_notes(skipped: dict[int, str]) -> list[str]:
+    """One sentence per shard left out of the run (--on-bad-shard skip), naming it and why."""
+    return [f"Shard {shard} was skipped (--on-bad-shard skip): {reason}" for shard, reason in sorted(skipped.items())]
+
+
+def notes_section(notes: list[str]) -> list[Section]:
+    """What this report lacks and why, as the page's first section; none where it lacks nothing."""
+    if not notes:
+        return []
+    return [Section("Left out of this report", "The run went on without these; every number below is computed "
+                                               "without them.", [], [], points=notes)]
+
+
 def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clusters: list[int], per_cluster: int,
                   source: MapSource) -> dict[int, list[tuple[Exemplar, str]]]:
     """For each cluster, the recomputed exemplars of the rows nearest its centre, with captions."""
