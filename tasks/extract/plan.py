@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from tasks.config import ExtractConfig, fingerprint
 from tasks.device import default_batches, resolve_device, resolve_precision
 from tasks.errors import InputError
@@ -102,6 +104,16 @@ def prepare_destination(cfg: ExtractConfig, plan: ExtractionPlan) -> Destination
     return Destination(target.url, published_manifests(target, plan.fingerprint))
 
 
+class RecordConfigError(InputError):
+    """A dataset.json's config that this version of the code cannot rebuild (written by an older or newer one)."""
+
+
 def config_of(record: DatasetRecord, dataset: str, credentials: str | None = None) -> ExtractConfig:
-    """The extraction config a dataset was made with, as its dataset.json records it."""
-    return ExtractConfig(**record.config, source=record.source.location, dest=dataset, credentials=credentials)
+    """The extraction config a dataset was made with, as its dataset.json records it; RecordConfigError, in one
+    line naming each field this version cannot take, where it cannot be rebuilt."""
+    try:
+        return ExtractConfig(**record.config, source=record.source.location, dest=dataset, credentials=credentials)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise RecordConfigError(f"{dataset}: the config in dataset.json cannot be rebuilt by this version of the "
+                                f"code ({problems})") from None

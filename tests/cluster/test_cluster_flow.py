@@ -388,3 +388,22 @@ def test_an_input_error_inside_a_run_is_logged_in_one_line(prefect_server, tmp_p
     assert errors and all(r.exc_info is None and r.exc_text is None for r in errors), "no traceback logged"
     assert any(r.getMessage().startswith("input error: ") and "no dataset.json" in r.getMessage() for r in errors)
     assert "Traceback" not in caplog.text
+
+
+def test_a_dataset_whose_config_this_version_cannot_rebuild_clusters_without_exemplar_maps(prefect_server, tmp_path,
+                                                                                            caplog):
+    newer = _copy(str(REPO / "tests" / "data" / "dataset-v1"), tmp_path / "newer")
+    record = json.loads((newer / "dataset.json").read_text())
+    record["config"]["attention_kernel"] = "flash"  # a field that a newer version records
+    (newer / "dataset.json").write_text(json.dumps(record))
+    out = tmp_path / "clusters"
+    result = cluster(ClusterConfig(dataset=str(newer), out=str(out), pca_components=5, k_max=4, exemplars=1,
+                                   n_workers=2, backend="cpu", min_samples_grid=[5]))
+    said = [r.getMessage() for r in caplog.records if "exemplar maps skipped" in r.getMessage()]
+    assert len(said) == 1 and "attention_kernel: Extra inputs are not permitted" in said[0], said
+    assert set(result["summary"]["clusterings"]) == {"kmeans", "dbscan", "kmeans_r1"}
+    assert len(pd.read_parquet(out / "labels.parquet")) == 2 * 4 * 2 * 4  # every row of both shards labelled
+    page = (out / "report.html").read_text()
+    top = page[: page.index("<h2 id='Findings'>")]
+    assert "<li>Exemplar attention maps are unavailable: " in top and "attention_kernel" in top
+    assert not list((out / "figures").glob("*exemplars*")) and "Traceback" not in caplog.text
