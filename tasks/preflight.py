@@ -18,7 +18,8 @@ from tasks.storage.shards import readable_manifests
 
 def check_extract(cfg: ExtractConfig) -> None:
     """The SQuAD source reads and validates (kept for the flow: this process reads it once), with no mismatched
-    answer under --strict-answers, and every question fits the windows with the model's tokenizer (loaded alone: a model at a URL is checked when tokenized)."""
+    answer under --strict-answers, and every question fits the windows with the model's tokenizer (loaded alone;
+    a model at a URL is checked when its features are tokenized)."""
     squad = cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
     if cfg.strict_answers:
         check_answers(squad, strict=True)  # else the flow warns, in its log

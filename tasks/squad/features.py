@@ -90,9 +90,9 @@ def check_windows(examples: list[Example], tokenizer: Any, max_length: int, doc_
     others = f" ({len(too_long) - 1:,} more questions too)" if len(too_long) > 1 else ""
     cut = f" (after --max-query-length {max_query_length})" if max_query_length is not None else ""
     raise WindowError(
-        f"question '{examples[first].question_id}': {n} question tokens{cut} + {special} special tokens leave {max(room, 0)} context tokens in --max-length "
-        f"{max_length}, which must exceed --doc-stride {doc_stride}{others}: raise --max-length above "
-        f"{n + special + doc_stride}, or lower --max-query-length or --doc-stride")
+        f"question '{examples[first].question_id}': {n} question tokens{cut} + {special} special tokens leave "
+        f"{max(room, 0)} context tokens in --max-length {max_length}, which must exceed --doc-stride {doc_stride}"
+        f"{others}: raise --max-length above {n + special + doc_stride}, or lower --max-query-length or --doc-stride")
 
 
 def _truncate_questions(questions: list[str], tokenizer: Any, max_query_length: int | None) -> list[str]:

@@ -82,7 +82,8 @@ def check_answers(squad: SquadFile, strict: bool) -> None:
     named = "; ".join(f"question '{m.question_id}' expects {m.expected!r}, the context holds {m.found!r}"
                       for m in squad.mismatched[:NAMED_MISMATCHES])
     more = f"; {len(squad.mismatched) - NAMED_MISMATCHES:,} more" if len(squad.mismatched) > NAMED_MISMATCHES else ""
-    what = f"{squad.source}: {len(squad.mismatched):,} answers differ from the context at their answer_start ({named}{more})"
+    what = (f"{squad.source}: {len(squad.mismatched):,} answers differ from the context at their answer_start "
+            f"({named}{more})")
     if strict:
         raise SquadFormatError(f"{what}; refused by --strict-answers")
     log.warning("%s; left out of the answer statistics and training labels (--strict-answers refuses them)", what)

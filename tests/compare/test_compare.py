@@ -125,7 +125,8 @@ def test_maps_of_a_dataset_whose_config_this_version_cannot_rebuild_are_left_out
     record["config"]["scaling"] = "a newer scaling"
     (Path(cfg.b) / "dataset.json").write_text(json.dumps(record))
     why = maps_unavailable(cfg, open_pair(cfg.a, cfg.b, None, None))
-    assert why.startswith(f"{cfg.b}: the config in dataset.json cannot be rebuilt by this version of the code (scaling: ")
+    assert why.startswith(f"{cfg.b}: the config in dataset.json cannot be rebuilt by this version of the code "
+                          "(scaling: ")
     assert "\n" not in why
 
 

@@ -132,7 +132,8 @@ def test_answers_that_differ_from_the_context_are_counted_and_named_in_one_warni
         check_answers(squad, strict=False)
     (record,) = caplog.records
     message = record.getMessage()
-    assert "\n" not in message and message.startswith("train.json: 5 answers differ from the context at their answer_start")
+    assert "\n" not in message
+    assert message.startswith("train.json: 5 answers differ from the context at their answer_start")
     assert f"question '{first.question_id}' expects {first.expected!r}, the context holds {first.found!r}" in message
     assert message.count("expects") == 3 and "; 2 more" in message and "--strict-answers" in message
 
