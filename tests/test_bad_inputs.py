@@ -52,7 +52,7 @@ CASES = {
                                                   "--max-length 32", "--doc-stride 16"]),
     "an answer the context does not hold, with --strict-answers": (
         _edited(lambda d: _paragraph(d)["qas"][0]["answers"][0].update(text="not in the context")),
-        ["--strict-answers"], ["train.json: 1 answers differ from the context at their answer_start",
+        ["--strict-answers"], ["train.json: 1 answer differs from the context at answer_start",
                                "expects 'not in the context', the context holds", "refused by --strict-answers"]),
     "unknown model id offline": (None, ["--model", "no-such-org/no-such-model"],
                                  ["model 'no-such-org/no-such-model': cannot load"]),

@@ -81,9 +81,10 @@ def check_answers(squad: SquadFile, strict: bool) -> None:
         return
     named = "; ".join(f"question '{m.question_id}' expects {m.expected!r}, the context holds {m.found!r}"
                       for m in squad.mismatched[:NAMED_MISMATCHES])
-    more = f"; {len(squad.mismatched) - NAMED_MISMATCHES:,} more" if len(squad.mismatched) > NAMED_MISMATCHES else ""
-    what = (f"{squad.source}: {len(squad.mismatched):,} answers differ from the context at their answer_start "
-            f"({named}{more})")
+    n = len(squad.mismatched)
+    more = f"; {n - NAMED_MISMATCHES:,} more" if n > NAMED_MISMATCHES else ""
+    what = (f"{squad.source}: {n:,} {'answer differs' if n == 1 else 'answers differ'} from the context at "
+            f"answer_start ({named}{more})")
     if strict:
         raise SquadFormatError(f"{what}; refused by --strict-answers")
     log.warning("%s; left out of the answer statistics and training labels (--strict-answers refuses them)", what)

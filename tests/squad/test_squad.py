@@ -133,14 +133,14 @@ def test_answers_that_differ_from_the_context_are_counted_and_named_in_one_warni
     (record,) = caplog.records
     message = record.getMessage()
     assert "\n" not in message
-    assert message.startswith("train.json: 5 answers differ from the context at their answer_start")
+    assert message.startswith("train.json: 5 answers differ from the context at answer_start")
     assert f"question '{first.question_id}' expects {first.expected!r}, the context holds {first.found!r}" in message
     assert message.count("expects") == 3 and "; 2 more" in message and "--strict-answers" in message
 
 
 def test_strict_answers_refuses_mismatched_answers_in_one_line():
     check_answers(parse_squad(SAMPLE_BYTES, "train.json"), strict=True)
-    with pytest.raises(SquadFormatError, match=r"^train.json: 1 answers differ .*refused by --strict-answers$"):
+    with pytest.raises(SquadFormatError, match=r"^train.json: 1 answer differs .*refused by --strict-answers$"):
         check_answers(parse_squad(_misplaced_answers(1), "train.json"), strict=True)
     strict = {"strict_answers": True}
     assert ExtractConfig(**strict).content() == ExtractConfig().content()  # a check: the same rows, the same dataset
