@@ -24,14 +24,14 @@ from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.run import ClusteringRun, run_clustering
 from tasks.cluster.sample import Sample, SampleSpec, load_sample
 from tasks.config import ClusterConfig
-from tasks.extract.exemplars import attention_maps_of
+from tasks.extract.exemplars import attention_maps_of, exemplars_unavailable
 from tasks.preflight import check_cluster, check_statistic
 from tasks.report.destination import output_folder
 from tasks.report.explorer import explorer_data
 from tasks.report.gallery import gallery_documents
 from tasks.report.outputs import write_outputs
 from tasks.report.research import findings_section
-from tasks.report.sections import Section, build_sections
+from tasks.report.sections import Section, build_sections, notes_section, skipped_notes
 from tasks.report.summary import ClusterSummary, RunContext, SampleRecord, summarise
 from tasks.report.tables import sizes_table
 from tasks.research.heads import Resampling
@@ -92,29 +92,35 @@ def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, red
                      record.model.heads, settings, facts)
 
 
-def publish_findings(study: Study, report: Path) -> None:
-    lines = ["# Findings", *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(study.findings, start=1)),
+def publish_findings(study: Study, report: Path, left_out: list[str]) -> None:
+    """The findings artifact, what the run left out (skipped shards, ...) first."""
+    left = ["**Left out of this run:**", *(f"- {note}" for note in left_out), ""] if left_out else []
+    lines = ["# Findings", *left, *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(study.findings, start=1)),
              "", *study.notes, "", f"Report: `{report}`"]
     create_markdown_artifact("\n".join(lines), key="cluster-findings", description="What the clusters mean")
 
 
 @task(name="report", cache_policy=NO_CACHE)
 def report_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
-                study: Study, questions: pd.DataFrame, context: RunContext) -> tuple[str, ClusterSummary]:
-    source = functools.partial(attention_maps_of, record, config.dataset, config.credentials)
+                study: Study, questions: pd.DataFrame, context: RunContext, no_maps: str | None
+                ) -> tuple[str, ClusterSummary]:
+    """report.html, explorer.html, the tables and artifacts; the exemplar maps left out where `no_maps` says why."""
+    source = None if no_maps else functools.partial(attention_maps_of, record, config.dataset, config.credentials)
+    per_cluster = 0 if no_maps else config.exemplars
     layers, heads = record.model.layers, record.model.heads
-    sections = [findings_section(study, layers, heads),
+    notes = skipped_notes(sample.skipped) + ([f"Exemplar attention maps are unavailable: {no_maps}"] if no_maps else [])
+    sections = [*notes_section(notes), findings_section(study, layers, heads),
                 *build_sections(run, sample, reduced, layers, heads, record.statistics, config.top_clusters,
-                                config.exemplars, config.min_samples, source)]
+                                per_cluster, config.min_samples, source)]
     summary = summarise(run, sample, reduced, context, study.findings)
     explorer = explorer_data(sample.rows, reduced, run.labels, study.heads, study.head_clusters, questions, layers,
-                             heads, source, points=config.explorer_points, per_cluster=config.exemplars,
+                             heads, source, points=config.explorer_points, per_cluster=per_cluster,
                              top_clusters=config.top_clusters, seed=config.seed, rules=role_rules(config),
                              title=f"Attention heads of {record.model.model}")
     get_run_logger().info("explorer: %s", explorer.projection)
     report = write_outputs(Path(config.out), sample, run, study, summary, sections, explorer)
     publish_artifacts(summary, run, report, sections)
-    publish_findings(study, report)
+    publish_findings(study, report, notes)
     return str(report), summary
 
 
@@ -131,6 +137,9 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
         log.info("newest complete dataset: %s", dataset.url)
     record = dataset_record(dataset)
     check_statistic(config, record, dataset.url)
+    no_maps = exemplars_unavailable(record, config.dataset, config.credentials) if config.exemplars else None
+    if no_maps:
+        log.warning("exemplar maps skipped: %s", no_maps)
     manifests, unreadable = readable_manifests(dataset, record, config.shards, config.on_bad_shard)
     spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
     embedding_bytes = sum(spec.selected_rows(m) for m in manifests) * record.encoder.dim * 4
@@ -159,7 +168,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
         questions = feature_questions(sample.key_tables())
         study = study_task(config, record, sample, reduced, run, questions)
         # the labels come from the workers
-        report, summary = report_task(config, record, sample, reduced, run, study, questions, context)
+        report, summary = report_task(config, record, sample, reduced, run, study, questions, context, no_maps)
     log.info("report: %s", report)
     return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 

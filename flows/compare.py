@@ -32,10 +32,11 @@ from tasks.compare.report import compare_sections
 from tasks.compare.summary import CompareSummary, DatasetSide
 from tasks.compare.tables import Comparison, compare_rows
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
-from tasks.extract.exemplars import attention_maps_of
+from tasks.extract.exemplars import attention_maps_of, exemplars_unavailable
 from tasks.preflight import check_compare
 from tasks.report.destination import output_folder
 from tasks.report.explorer import ExplorerData
+from tasks.report.sections import notes_section
 from tasks.report.summary import SampleRecord
 from tasks.research.findings import Finding
 from tasks.research.roles import RoleRules
@@ -89,25 +90,34 @@ def rows_migrating(comparison: Comparison) -> float:
     return float((comparison.labels_a != comparison.labels_b).mean()) if len(comparison.labels_a) else float("nan")
 
 
-def diff_explorer(config: CompareConfig, pair: Pair, rows: PairedRows, comparison: Comparison) -> ExplorerData:
-    """explorer.html's data; the maps recomputed with each dataset's own model and source."""
+def maps_unavailable(config: CompareConfig, pair: Pair) -> str | None:
+    """Why this version cannot recompute either dataset's maps, or None."""
+    return next(filter(None, (exemplars_unavailable(record, location.url, config.credentials)
+                              for record, location in ((pair.record_a, pair.a), (pair.record_b, pair.b)))), None)
+
+
+def diff_explorer(config: CompareConfig, pair: Pair, rows: PairedRows, comparison: Comparison, no_maps: str | None
+                  ) -> ExplorerData:
+    """explorer.html's data; the maps recomputed with each dataset's own model and source, none where `no_maps`
+    says why not."""
     sides = tuple(ModelMaps(record.model.model, functools.partial(attention_maps_of, record, location.url,
                                                                   config.credentials))
                   for record, location in ((pair.record_a, pair.a), (pair.record_b, pair.b)))
     rules = RoleRules(config.role_threshold, config.mixed_threshold, config.block_threshold)
     return diff_explorer_data(rows, comparison, points=config.explorer_points, seed=config.seed, rules=rules,
-                              maps=sides, map_heads=config.explorer_maps,
+                              maps=None if no_maps else sides, map_heads=config.explorer_maps,
                               title=f"What changed in the heads: {pair.record_b.model.model} against "
                                     f"{pair.record_a.model.model}")
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def report_task(config: CompareConfig, pair: Pair, rows: PairedRows, comparison: Comparison, seconds: dict
-                ) -> tuple[str, CompareSummary]:
+def report_task(config: CompareConfig, pair: Pair, rows: PairedRows, comparison: Comparison, seconds: dict,
+                no_maps: str | None) -> tuple[str, CompareSummary]:
     findings = compare_findings(comparison, config)
     summary = summarise(config, pair, rows, comparison, findings, seconds)
-    sections = compare_sections(comparison, findings, pair.statistics, config)
-    explorer = diff_explorer(config, pair, rows, comparison)
+    notes = [f"The explorer's attention maps are unavailable: {no_maps}"] if no_maps else []
+    sections = [*notes_section(notes), *compare_sections(comparison, findings, pair.statistics, config)]
+    explorer = diff_explorer(config, pair, rows, comparison, no_maps)
     get_run_logger().info("explorer: %s", explorer.projection)
     report = write_compare_outputs(Path(config.out), comparison, summary, sections, explorer)
     lines = ["# What changed in the heads", f"A: `{pair.a.url}`", f"B: `{pair.b.url}`", "",
@@ -135,12 +145,15 @@ def compare(config: CompareConfig = CompareConfig()) -> dict:
     pair = open_pair(config.a, config.b, config.credentials, config.shards)
     log.info("comparing %s (B) with %s (A): %d shards, %d x %d heads", pair.b.url, pair.a.url,
              len(pair.manifests_a), pair.layers, pair.heads)
+    no_maps = maps_unavailable(config, pair) if config.explorer_maps else None
+    if no_maps:
+        log.warning("explorer maps skipped: %s", no_maps)
     with timed(seconds, "read and project"):
         rows = read_pairs_task(pair, config, MemoryBudget.of(config.memory_budget, 1))
     log.info("%d paired rows, PCA fitted on %d", len(rows), rows.fit_rows)
     with timed(seconds, "measures"):
         comparison = compare_task(rows, pair, config)
-    report, summary = report_task(config, pair, rows, comparison, seconds)
+    report, summary = report_task(config, pair, rows, comparison, seconds, no_maps)
     log.info("report: %s; explorer: %s", report, Path(report).parent / "explorer.html")
     return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 

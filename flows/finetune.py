@@ -27,7 +27,7 @@ from tasks.extract.qa_model import QAModel, load_qa_model
 from tasks.finetune.evaluate import evaluate
 from tasks.finetune.train import TrainingResult, save_model, train
 from tasks.preflight import check_finetune
-from tasks.squad.load import SquadFile, cached_squad
+from tasks.squad.load import SquadFile, cached_squad, check_answers
 from tasks.storage.credentials import storage_options
 from tasks.storage.location import Location
 
@@ -96,6 +96,7 @@ def finetune(config: FinetuneConfig = FinetuneConfig()) -> dict:
     record: dict = {"model": config.model, "out": config.out, "dev": _identity(dev), "config": config.model_dump()}
     if not config.evaluate_only:
         squad = load_squad_task(config.train, config.credentials)
+        check_answers(squad, config.strict_answers)
         result = train_task(qa, squad, config)
         log.info("trained %d steps (%s), training loss %.4f", result.steps,
                  f"resumed from {result.resumed_from}" if result.resumed_from else "from the start", result.train_loss)

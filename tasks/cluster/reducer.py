@@ -3,9 +3,12 @@ projects each row group as soon as it reads it."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 PCA_POWER_ITERATIONS = 4  # randomized PCA: enough for the leading components of low-rank embeddings
 
@@ -21,6 +24,16 @@ class Reducer:
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:
         return (((vectors - self.centre) / self.scale) @ self.components.T).astype(np.float32)
+
+
+def capped_components(requested: int, rows: int, dim: int) -> int:
+    """`requested` components, or as many as a PCA of `rows` vectors of `dim` dimensions has, where fewer; a cap
+    is said in one log line."""
+    n = min(requested, rows, dim)
+    if n < requested:
+        log.warning("--pca-components %d capped at %d: a PCA fitted on %d rows of %d dimensions has at most %d "
+                    "components", requested, n, rows, dim, n)
+    return n
 
 
 def fit_reducer(vectors: np.ndarray, n_components: int, standardize: bool, seed: int) -> Reducer:

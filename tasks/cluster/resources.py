@@ -48,6 +48,11 @@ class MemoryBudget:
                 f"{stage}: {rows:,} rows need about {readable(need)}, over the memory budget of "
                 f"{readable(self.bytes)} a process (--memory-budget){'; ' + advice if advice else ''}")
 
+    def check_pca_fit(self, stage: str, fit_rows: int, available: int, dim: int) -> None:
+        """The PCA fit's need: float64 copies of the rows it is fitted on, `fit_rows` or all `available` if fewer."""
+        rows = min(fit_rows, available)
+        self.check(f"{stage}: PCA fit", rows, 3 * rows * dim * 8, "lower --pca-fit-rows")
+
 
 @contextmanager
 def timed(seconds: dict[str, float], stage: str) -> Iterator[None]:

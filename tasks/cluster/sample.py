@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tasks.cluster.reducer import Reducer, fit_reducer
+from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.errors import InputError
 from tasks.storage.faults import retrying
@@ -203,8 +203,8 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
     largest = max(manifests, key=_row_group_rows)
     budget.check("sample: reading a row group", _row_group_rows(largest), 3 * _row_group_rows(largest) * dim * 4,
                  "rows are read a row group at a time (format 2); format 1 shards are read whole")
-    budget.check("sample: PCA fit", fit_rows, 3 * fit_rows * dim * 8, "lower --pca-fit-rows")
-    budget.check("sample: projected rows", selected, selected * (components + 16) * 4 * 2,
+    budget.check_pca_fit("sample", fit_rows, selected, dim)
+    budget.check("sample: projected rows", selected, selected * (min(components, fit_rows, selected, dim) + 16) * 4 * 2,
                  "lower --features-per-shard or --fraction, or fewer --pca-components")
     skipped = dict(skipped or {})
     seconds: dict[str, float] = {}
@@ -220,7 +220,7 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
         vectors = np.concatenate([f.result() for _, f in fitted])
         if len(vectors) > fit_rows:
             vectors = vectors[np.sort(np.random.RandomState(spec.seed).choice(len(vectors), fit_rows, replace=False))]
-        reducer = fit_reducer(vectors, min(components, len(vectors), vectors.shape[1]), standardize, spec.seed)
+        reducer = fit_reducer(vectors, capped_components(components, *vectors.shape), standardize, spec.seed)
     with timed(seconds, "sample: read and project"):
         readable = [m for m in manifests if m.shard not in skipped]
         shared = client.scatter(reducer, broadcast=True, hash=False)

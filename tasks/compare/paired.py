@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 from scipy import sparse
 
-from tasks.cluster.reducer import Reducer, fit_reducer
+from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
 from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.sample import SampleSpec, fit_groups, fit_vectors, sampled_rows
 from tasks.compare.alignment import Pair, check_keys
@@ -70,7 +70,7 @@ def fit_joint_reducer(pair: Pair, spec: SampleSpec, components: int, fit_rows: i
         vectors = vectors[np.sort(np.random.RandomState(spec.seed).choice(len(vectors), fit_rows, replace=False))]
     if len(vectors) < 2:
         raise InputError(f"{pair.a.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
-    return fit_reducer(vectors, min(components, len(vectors), vectors.shape[1]), standardize, spec.seed), len(vectors)
+    return fit_reducer(vectors, capped_components(components, *vectors.shape), standardize, spec.seed), len(vectors)
 
 
 def _slot_sums(vectors: np.ndarray, slot: np.ndarray, n_slots: int) -> np.ndarray:
@@ -114,8 +114,8 @@ def read_pairs(pair: Pair, spec: SampleSpec, components: int, fit_rows: int, bud
     group_rows = max((g.rows for m in pair.manifests_a for g in (m.row_groups or [m])), default=0)
     budget.check("compare: reading a row group of each dataset", group_rows, 2 * 3 * group_rows * dim * 4,
                  "rows are read a row group at a time (format 2); format 1 shards are read whole")
-    budget.check("compare: PCA fit", fit_rows, 3 * fit_rows * dim * 8, "lower --pca-fit-rows")
-    width = components + len(pair.statistics) + 4
+    budget.check_pca_fit("compare", fit_rows, 2 * selected, dim)
+    width = min(components, fit_rows, 2 * selected, dim) + len(pair.statistics) + 4
     budget.check("compare: rows of both datasets", 2 * selected, 2 * selected * width * 4 * 3,
                  "lower --features-per-shard or --fraction, or fewer --pca-components")
     reducer, fitted = fit_joint_reducer(pair, spec, components, fit_rows)

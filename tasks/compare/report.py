@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from tasks.compare.tables import Comparison
 from tasks.config import CompareConfig
-from tasks.report.figures import Chart, png_bytes
+from tasks.report.figures import PLAIN, Chart, png_bytes
 from tasks.report.research import head_grid
 from tasks.report.sections import Section
 from tasks.research.findings import Finding
@@ -39,7 +39,8 @@ def plot_grids(heads: pd.DataFrame, measures: dict[str, str], n_layers: int, n_h
         if column in MARKS:
             flagged = heads[heads[MARKS[column]]]
             ax.scatter(flagged["head"], flagged["layer"], s=12, c="white", edgecolors="black", linewidths=0.5)
-        ax.set(title=measures[column], xlabel="head", ylabel="layer")
+        ax.set(xlabel="head", ylabel="layer")
+        ax.set_title(measures[column], **PLAIN)  # statistic names come from the datasets' records
         fig.colorbar(image, ax=ax, shrink=0.8)
     return Chart(name, title, png_bytes(fig))
 

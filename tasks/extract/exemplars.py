@@ -11,7 +11,7 @@ import torch
 from tasks.errors import InputError
 from tasks.extract.maps import attention_maps
 from tasks.extract.models import qa_model_for, squad_file
-from tasks.extract.plan import config_of
+from tasks.extract.plan import RecordConfigError, config_of
 from tasks.squad.features import ShardPlan, shard_features
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord
@@ -24,6 +24,15 @@ class Exemplar(NamedTuple):
     attention: np.ndarray  # (tokens, tokens), rows are queries
     tokens: list[str]
     question: str
+
+
+def exemplars_unavailable(record: DatasetRecord, dataset: str, credentials: str | None) -> str | None:
+    """Why this version cannot recompute the dataset's maps (its recorded config cannot be rebuilt), or None."""
+    try:
+        config_of(record, dataset, credentials)
+    except RecordConfigError as exc:
+        return str(exc)
+    return None
 
 
 def attention_maps_of(record: DatasetRecord, dataset: str, credentials: str | None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from tasks.config import ExtractConfig, fingerprint
 from tasks.device import default_batches, resolve_device, resolve_precision
 from tasks.errors import InputError
@@ -12,6 +14,7 @@ from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS
 from tasks.extract.models import encoder_for, qa_model_for, squad_file
 from tasks.squad.features import ShardPlan, plan_shards, tokenize
+from tasks.squad.load import check_answers
 from tasks.storage.dataset import ensure_dataset_record
 from tasks.storage.location import Location
 from tasks.storage.records import FORMAT, DatasetRecord, Manifest
@@ -69,6 +72,7 @@ def plan_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     if cfg.precision == "auto":
         raise ValueError("plan_extraction needs a resolved config: call resolve(cfg) first")
     squad = squad_file(cfg)
+    check_answers(squad, cfg.strict_answers)
     qa = qa_model_for(cfg)
     features = tokenize(squad.examples, qa.tokenizer, cfg.max_length, cfg.doc_stride, cfg.max_query_length)
     shards = plan_shards(features, cfg.shard_size)
@@ -100,6 +104,16 @@ def prepare_destination(cfg: ExtractConfig, plan: ExtractionPlan) -> Destination
     return Destination(target.url, published_manifests(target, plan.fingerprint))
 
 
+class RecordConfigError(InputError):
+    """A dataset.json's config that this version of the code cannot rebuild (written by an older or newer one)."""
+
+
 def config_of(record: DatasetRecord, dataset: str, credentials: str | None = None) -> ExtractConfig:
-    """The extraction config a dataset was made with, as its dataset.json records it."""
-    return ExtractConfig(**record.config, source=record.source.location, dest=dataset, credentials=credentials)
+    """The extraction config a dataset was made with, as its dataset.json records it; RecordConfigError, in one
+    line naming each field this version cannot take, where it cannot be rebuilt."""
+    try:
+        return ExtractConfig(**record.config, source=record.source.location, dest=dataset, credentials=credentials)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise RecordConfigError(f"{dataset}: the config in dataset.json cannot be rebuilt by this version of the "
+                                f"code ({problems})") from None

@@ -129,6 +129,41 @@ def hub_commit(path: str, revision: str | None) -> str | None:
     return extract_commit_hash(cached_file(path, "config.json", revision=revision), None)
 
 
+def _local_path(name: str) -> str:
+    """Where the weights and tokenizer of `name` are: the offline MiniLM's folder (the tokenizer of the seeded
+    random models too), else `name` itself (a hub id, folder or URL)."""
+    return _offline_model_path() if name == OFFLINE_MODEL or name in RANDOM_MODELS else name
+
+
+def _load_error(name: str, exc: Exception) -> ModelLoadError:
+    return ModelLoadError(f"model '{name}': cannot load ({' '.join(str(exc).split())})")
+
+
+def _check_tokenizer(name: str, tokenizer: Any) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"model '{name}': a fast tokenizer is needed for offsets and overflow windows")
+    if "token_type_ids" not in tokenizer.model_input_names:
+        raise ModelLoadError(f"model '{name}': its tokenizer gives no token_type_ids (as in the RoBERTa and DistilBERT "
+                             "families); the study needs a BERT-family model, whose segments (question, context) "
+                             "are typed")
+
+
+def load_tokenizer(name: str, revision: str | None = None) -> Any | None:
+    """The tokenizer of the QA model `name` alone (no weights), as load_qa_model would load it; None for a model
+    at an fsspec URL (its tokenizer comes with the whole model's download)."""
+    from transformers import AutoTokenizer
+
+    path = _local_path(name)
+    if "://" in path:
+        return None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=hub_commit(path, revision) or revision)
+    except (OSError, ValueError) as exc:
+        raise _load_error(name, exc) from exc
+    _check_tokenizer(name, tokenizer)
+    return tokenizer
+
+
 def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options: dict | None = None,
                   attention: str = "eager", dtype: torch.dtype = torch.float32) -> QAModel:
     """Loads a QA model in `dtype` (whatever dtype the checkpoint was saved in), by default with eager attention
@@ -146,10 +181,10 @@ def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options
     try:
         if name in RANDOM_MODELS:
             model = _random_model(name, seed, attention)
-            tokenizer = AutoTokenizer.from_pretrained(_offline_model_path())
+            tokenizer = AutoTokenizer.from_pretrained(_local_path(name))
             identity["seed"] = seed
         else:
-            path = _offline_model_path() if name == OFFLINE_MODEL else name
+            path = _local_path(name)
             if "://" in path:
                 path = fetch_model(path, options)
             commit = hub_commit(path, revision)
@@ -163,13 +198,8 @@ def load_qa_model(name: str, revision: str | None = None, seed: int = 0, options
             log.info("%s", loading_summary(name, info))
             identity["commit"] = commit
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"model '{name}': cannot load ({' '.join(str(exc).split())})") from exc
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(f"model '{name}': a fast tokenizer is needed for offsets and overflow windows")
-    if "token_type_ids" not in tokenizer.model_input_names:
-        raise ModelLoadError(f"model '{name}': its tokenizer gives no token_type_ids (as in the RoBERTa and DistilBERT "
-                             "families); the study needs a BERT-family model, whose segments (question, context) "
-                             "are typed")
+        raise _load_error(name, exc) from exc
+    _check_tokenizer(name, tokenizer)
     model.eval()
     config = model.config
     return QAModel(model, tokenizer, identity, config.num_hidden_layers, config.num_attention_heads)

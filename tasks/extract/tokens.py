@@ -10,7 +10,7 @@ import torch
 
 from tasks.extract.maps import TokenMasks
 from tasks.squad.features import Features
-from tasks.squad.load import Example
+from tasks.squad.load import Example, gold_span
 
 _PREFIXES = ("##", "\u0120", "\u2581")  # WordPiece continuation, byte-level BPE and SentencePiece word starts
 
@@ -32,14 +32,16 @@ def punctuation_ids(tokenizer: Any) -> np.ndarray:
 
 
 def answer_tokens(features: Features, examples: list[Example]) -> np.ndarray:
-    """(features, seq) bool: the tokens overlapping the first gold answer's characters, where the answer lies
-    (even partly) in the feature's window; none for unanswerable questions."""
+    """(features, seq) bool: the tokens overlapping the first gold answer's characters that the context holds
+    at its answer_start, where the answer lies (even partly) in the feature's window; none for unanswerable
+    questions and for those whose answers all differ from the context (they would mark the wrong tokens)."""
     out = np.zeros(features.input_ids.shape, bool)
     for row, index in enumerate(features.example_index):
         example = examples[index]
-        if example.is_impossible or not example.answers:
+        span = gold_span(example)
+        if example.is_impossible or span is None:
             continue
-        text, start = example.answers[0]
+        text, start = span
         begin, end = features.offsets[row, :, 0], features.offsets[row, :, 1]
         out[row] = (begin >= 0) & (begin < start + len(text)) & (end > start)
     return out

@@ -8,25 +8,34 @@ import torch
 from tasks.config import FinetuneConfig
 from tasks.extract.qa_model import QAModel
 from tasks.squad.features import Features, tokenize
-from tasks.squad.load import Example, SquadFile
+from tasks.squad.load import Example, SquadFile, gold_span
 
 
 def answer_positions(examples: list[Example], features: Features) -> tuple[np.ndarray, np.ndarray]:
-    """Token index of the first gold answer's start and end in each feature, as run_qa labels them; 0 ([CLS])
-    for an unanswerable question or where the answer is not wholly inside the window."""
+    """Token index of the first gold answer's start and end in each feature (the first answer that the context
+    holds at its answer_start), as run_qa labels them; 0 ([CLS]) for an unanswerable question or where the
+    answer is not wholly inside the window."""
     starts, ends = np.zeros(len(features), np.int64), np.zeros(len(features), np.int64)
     for i, offsets in enumerate(features.offsets):
         example = examples[int(features.example_index[i])]
         context = np.flatnonzero(offsets[:, 0] >= 0)
-        if example.is_impossible or not example.answers or not len(context):
+        span = gold_span(example)
+        if example.is_impossible or span is None or not len(context):
             continue
-        text, first = example.answers[0]
+        text, first = span
         last = first + len(text)
         if offsets[context[0], 0] > first or offsets[context[-1], 1] < last:
             continue
         starts[i] = context[offsets[context, 0] <= first][-1]
         ends[i] = context[offsets[context, 1] >= last][0]
     return starts, ends
+
+
+def labelled_features(examples: list[Example], features: Features) -> list[int]:
+    """The features that can be labelled: all but those of answerable questions whose answers all differ from
+    the context (labelling them [CLS] would teach that they have no answer)."""
+    return [i for i, e in enumerate(features.example_index)
+            if examples[int(e)].is_impossible or gold_span(examples[int(e)]) is not None]
 
 
 class QADataset(torch.utils.data.Dataset):

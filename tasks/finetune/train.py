@@ -14,7 +14,7 @@ from tasks.config import FinetuneConfig
 from tasks.device import resolve_device, resolve_precision
 from tasks.extract.qa_model import QAModel
 from tasks.finetune.checkpoints import CHECKPOINT_NAME, checkpoints_dir, claim_checkpoints
-from tasks.finetune.data import QADataset, answer_positions, features_of
+from tasks.finetune.data import QADataset, answer_positions, features_of, labelled_features
 from tasks.squad.load import SquadFile
 
 
@@ -70,7 +70,8 @@ def train(qa: QAModel, squad: SquadFile, cfg: FinetuneConfig, show_progress: boo
     from transformers import Trainer, default_data_collator
 
     features = features_of(squad, qa, cfg)
-    dataset = QADataset(features, answer_positions(squad.examples, features))
+    dataset = torch.utils.data.Subset(QADataset(features, answer_positions(squad.examples, features)),
+                                      labelled_features(squad.examples, features))
     folder = checkpoints_dir(cfg)
     resume = claim_checkpoints(folder, cfg, squad.sha256)
     if resume and int(CHECKPOINT_NAME.match(resume.name).group(1)) >= planned_steps(len(dataset), cfg):

@@ -15,6 +15,9 @@ from tasks.extract.exemplars import Exemplar
 from tasks.report.tables import layer_head_share, sizes_table
 
 TOKENS_SHOWN = 64  # token labels on an exemplar's axes up to this many tokens
+# Text properties of every text that comes from data (questions, tokens, statistic names): a `$` in it is a
+# dollar sign, never TeX (matplotlib would render `$...$` as maths, and fail the figure on malformed TeX).
+PLAIN = {"parse_math": False}
 
 
 @dataclass
@@ -119,11 +122,11 @@ def plot_exemplars(exemplars: dict[int, list[tuple[Exemplar, str]]], name: str) 
             if len(exemplar.tokens) <= TOKENS_SHOWN:
                 ax.axis("on")
                 ticks = range(len(exemplar.tokens))
-                ax.set_xticks(ticks, exemplar.tokens, rotation=90, fontsize=4)
-                ax.set_yticks(ticks, exemplar.tokens, fontsize=4)
+                ax.set_xticks(ticks, exemplar.tokens, rotation=90, fontsize=4, **PLAIN)
+                ax.set_yticks(ticks, exemplar.tokens, fontsize=4, **PLAIN)
             question = textwrap.shorten(exemplar.question, 60, placeholder="...")
             ax.set_title(f"{_cluster_title(cluster)}\n{caption}, {len(exemplar.tokens)} tokens\nQ: {question}",
-                         fontsize=7)
+                         fontsize=7, **PLAIN)
     return Chart(f"{name}_exemplars", f"{name}: attention maps nearest each cluster's centre, over the feature's "
                                        "real tokens (rows are queries; colours saturate at each map's 99th "
                                        "percentile)", png_bytes(fig))

@@ -38,6 +38,19 @@ class Section:
     points: list[str] = field(default_factory=list)  # numbered sentences, shown before the text
 
 
+def skipped_notes(skipped: dict[int, str]) -> list[str]:
+    """One sentence per shard left out of the run (--on-bad-shard skip), naming it and why."""
+    return [f"Shard {shard} was skipped (--on-bad-shard skip): {reason}" for shard, reason in sorted(skipped.items())]
+
+
+def notes_section(notes: list[str]) -> list[Section]:
+    """What this report lacks and why, as the page's first section; none where it lacks nothing."""
+    if not notes:
+        return []
+    return [Section("Left out of this report", "The run went on without these; every number below is computed "
+                                               "without them.", [], [], points=notes)]
+
+
 def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clusters: list[int], per_cluster: int,
                   source: MapSource) -> dict[int, list[tuple[Exemplar, str]]]:
     """For each cluster, the recomputed exemplars of the rows nearest its centre, with captions."""
@@ -54,13 +67,14 @@ def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clust
 
 
 def clustering_section(name: str, run: ClusteringRun, sample: Sample, reduced: np.ndarray, layers: int,
-                       heads: int, statistics: list[str], top: int, per_cluster: int, source: MapSource) -> Section:
+                       heads: int, statistics: list[str], top: int, per_cluster: int, source: MapSource | None
+                       ) -> Section:
     labels = run.labels[name]
     sizes = cluster_sizes(labels)
     real = [c for c in sizes if c != NOISE]
     shown = real[:top] + ([NOISE] if NOISE in sizes else [])
     figures = [plot_sizes(labels, name), plot_heatmaps(sample.rows, labels, shown, layers, heads, name)]
-    if per_cluster and real:
+    if per_cluster and real and source is not None:
         figures.append(plot_exemplars(exemplar_maps(sample, reduced, labels, real[:top], per_cluster, source), name))
     params = ", ".join(f"{k} = {v}" for k, v in run.params[name].items())
     text = f"{len(real)} clusters, {sizes.get(NOISE, 0)} rows labelled -1. Parameters: {params}."
@@ -82,9 +96,10 @@ def _dbscan_method(params: dict) -> str:
 
 
 def build_sections(run: ClusteringRun, sample: Sample, reduced: np.ndarray, layers: int, heads: int,
-                   statistics: list[str], top: int, per_cluster: int, min_samples: int, source: MapSource
+                   statistics: list[str], top: int, per_cluster: int, min_samples: int, source: MapSource | None
                    ) -> list[Section]:
-    """The report's sections: PCA, k search, DBSCAN eps search, then one per clustering."""
+    """The report's sections: PCA, k search, DBSCAN eps search, then one per clustering (with `per_cluster`
+    exemplar maps from `source`, none where it is None)."""
     kept = float(np.sum(run.explained_variance))
     sections = [
         Section("PCA", f"{reduced.shape[1]} components keep {kept:.1%} of the variance of the "

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.errors import InputError
 from tasks.squad.load import Example
 
 if TYPE_CHECKING:
@@ -64,6 +65,36 @@ class ShardPlan:
         return cls(manifest.shard, *manifest.features, *manifest.examples, manifest.first_span)
 
 
+class WindowError(InputError, ValueError):
+    """A question leaves too little room in the window for the context and the stride."""
+
+
+def question_tokens(questions: list[str], tokenizer: Any, max_query_length: int | None) -> np.ndarray:
+    """Each question's token count (no special tokens) after the `max_query_length` truncation."""
+    counts = np.array([len(ids) for ids in tokenizer([q.lstrip() for q in questions],
+                                                      add_special_tokens=False)["input_ids"]], dtype=np.int64)
+    return counts if max_query_length is None else np.minimum(counts, max_query_length)
+
+
+def check_windows(examples: list[Example], tokenizer: Any, max_length: int, doc_stride: int,
+                  max_query_length: int | None) -> None:
+    """Every question leaves room for more context tokens than the stride (else the tokenizer panics): raises
+    WindowError naming the first question that does not, its token count and what would fit."""
+    counts = question_tokens([e.question for e in examples], tokenizer, max_query_length)
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    too_long = np.flatnonzero(counts + special + doc_stride >= max_length)
+    if not len(too_long):
+        return
+    first, n = int(too_long[0]), int(counts[too_long[0]])
+    room = max_length - n - special
+    others = f" ({len(too_long) - 1:,} more questions too)" if len(too_long) > 1 else ""
+    cut = f" (after --max-query-length {max_query_length})" if max_query_length is not None else ""
+    raise WindowError(
+        f"question '{examples[first].question_id}': {n} question tokens{cut} + {special} special tokens leave "
+        f"{max(room, 0)} context tokens in --max-length {max_length}, which must exceed --doc-stride {doc_stride}"
+        f"{others}: raise --max-length above {n + special + doc_stride}, or lower --max-query-length or --doc-stride")
+
+
 def _truncate_questions(questions: list[str], tokenizer: Any, max_query_length: int | None) -> list[str]:
     """Each question cut after its first `max_query_length` tokens, as the original's preprocessing did."""
     questions = [q.lstrip() for q in questions]  # as run_qa.py: leading spaces waste tokens
@@ -116,6 +147,7 @@ def tokenize(
     tokenized `chunk` at a time to bound memory."""
     if doc_stride >= max_length:
         raise ValueError(f"doc_stride ({doc_stride}) must be smaller than max_length ({max_length})")
+    check_windows(examples, tokenizer, max_length, doc_stride, max_query_length)
     parts = [
         _tokenize_chunk(examples[start : start + chunk], tokenizer, max_length, doc_stride, max_query_length)
         for start in range(0, len(examples), chunk)

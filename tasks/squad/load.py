@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import lzma
 from dataclasses import dataclass
 from importlib import resources
@@ -21,7 +22,10 @@ from tasks.storage.credentials import storage_options
 from tasks.storage.faults import is_transient
 from tasks.storage.location import Location
 
+log = logging.getLogger(__name__)
+
 MAX_CONTEXT_CHARS = ExtractConfig.model_fields["max_context_chars"].default
+NAMED_MISMATCHES = 3
 
 
 class SquadFormatError(InputError, ValueError):
@@ -40,13 +44,50 @@ class Example:
     is_impossible: bool
 
 
+def gold_span(example: Example) -> tuple[str, int] | None:
+    """The first gold answer whose text is what the context holds at its answer_start; None where there is none
+    (unanswerable, or every answer mismatched)."""
+    return next(((text, start) for text, start in example.answers if _held(example, text, start) == text), None)
+
+
+def _held(example: Example, text: str, start: int) -> str:
+    """What the context holds where the answer `text` says it starts."""
+    return example.context[start : start + len(text)]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A gold answer whose text differs from the context at its answer_start."""
+
+    question_id: str
+    expected: str
+    found: str
+
+
 @dataclass(frozen=True)
 class SquadFile:
-    """A validated SQuAD file: its examples in file order and the sha256 of its bytes."""
+    """A validated SQuAD file: its examples in file order, the sha256 of its bytes and its mismatched answers."""
 
     source: str
     sha256: str
     examples: list[Example]
+    mismatched: tuple[Mismatch, ...] = ()
+
+
+def check_answers(squad: SquadFile, strict: bool) -> None:
+    """Mismatched answers, in one line naming the first few: refused (SquadFormatError) where `strict`, else a
+    warning (they are left out of the answer statistics and training labels)."""
+    if not squad.mismatched:
+        return
+    named = "; ".join(f"question '{m.question_id}' expects {m.expected!r}, the context holds {m.found!r}"
+                      for m in squad.mismatched[:NAMED_MISMATCHES])
+    n = len(squad.mismatched)
+    more = f"; {n - NAMED_MISMATCHES:,} more" if n > NAMED_MISMATCHES else ""
+    what = (f"{squad.source}: {n:,} {'answer differs' if n == 1 else 'answers differ'} from the context at "
+            f"answer_start ({named}{more})")
+    if strict:
+        raise SquadFormatError(f"{what}; refused by --strict-answers")
+    log.warning("%s; left out of the answer statistics and training labels (--strict-answers refuses them)", what)
 
 
 def embedded_sample_path(name: str = EMBEDDED_SAMPLE) -> str:
@@ -112,7 +153,9 @@ def parse_squad(raw: bytes, source: str, max_context_chars: int = MAX_CONTEXT_CH
     except json.JSONDecodeError as exc:
         raise SquadFormatError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     examples = _validate(document, source, max_context_chars)
-    return SquadFile(source=source, sha256=hashlib.sha256(raw).hexdigest(), examples=examples)
+    mismatched = tuple(Mismatch(e.question_id, text, _held(e, text, start))
+                       for e in examples for text, start in e.answers if _held(e, text, start) != text)
+    return SquadFile(source=source, sha256=hashlib.sha256(raw).hexdigest(), examples=examples, mismatched=mismatched)
 
 
 def _field(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:

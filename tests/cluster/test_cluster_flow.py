@@ -86,10 +86,10 @@ def _decoded_keys(vectors: np.ndarray) -> np.ndarray:
     return np.round(vectors[:, -3:] / np.array([1e-3, 1e-2, 1e-2])).astype(int)
 
 
-def _sample(client, dataset, spec, shards=None, fit_rows=300):
+def _sample(client, dataset, spec, shards=None, fit_rows=300, components=5, budget=MemoryBudget(2**30)):
     location = Location.open(dataset)
     return load_sample(client, location, select_manifests(location, dataset_record(location), shards), spec,
-                       components=5, standardize=False, fit_rows=fit_rows, dim=DIM, budget=MemoryBudget(2**30))
+                       components=components, standardize=False, fit_rows=fit_rows, dim=DIM, budget=budget)
 
 
 def _raw_vectors(dataset: str) -> dict[tuple[int, int, int], np.ndarray]:
@@ -126,6 +126,24 @@ def test_pca_is_fitted_on_a_seeded_sample_of_fit_rows_and_both_formats_read_alik
     assert selective.bytes_read < 0.3 * sample.bytes_read, "4 of 25 features a shard: one row group of each"
     whole = _sample(client, str(tmp_path / "format-1"), SampleSpec("first", 4))
     assert whole.bytes_read >= old.bytes_read * 0.99, "format 1 shards are read whole"
+
+
+def test_the_pca_memory_check_counts_the_rows_there_not_the_fit_rows_asked(client, dataset):
+    rows = 60 * LAYERS * HEADS
+    need = 3 * rows * DIM * 8  # the PCA fit's float64 copies of every row: fewer rows than --pca-fit-rows
+    sample = _sample(client, dataset, SampleSpec("all"), fit_rows=20_000, budget=MemoryBudget(need + 1))
+    assert sample.fit_rows == rows
+    with pytest.raises(InputError, match=rf"^sample: PCA fit: {rows:,} rows need about .*--pca-fit-rows$"):
+        _sample(client, dataset, SampleSpec("all"), fit_rows=20_000, budget=MemoryBudget(need - 1))
+
+
+def test_more_pca_components_than_the_data_has_are_capped_in_one_log_line(client, dataset, caplog):
+    with caplog.at_level(logging.WARNING, logger="tasks.cluster.reducer"):
+        sample = _sample(client, dataset, SampleSpec("first", 1), components=5000)
+    assert sample.reduced.shape[1] == DIM
+    (record,) = [r for r in caplog.records if "--pca-components" in r.getMessage()]
+    assert record.getMessage() == (f"--pca-components 5000 capped at {DIM}: a PCA fitted on {3 * LAYERS * HEADS} "
+                                   f"rows of {DIM} dimensions has at most {DIM} components")
 
 
 def test_first_features_of_each_shard(client, dataset):
@@ -257,14 +275,31 @@ def test_a_corrupt_or_missing_shard_fails_the_run_or_is_skipped_by_name(prefect_
     with pytest.raises(ShardError, match=r"shard-00000[12].parquet (does not match its manifest|is missing)"):
         cluster(config)
     assert not (tmp_path / "clusters").exists(), "nothing written by a failed run"
-    result = cluster(config.model_copy(update={"on_bad_shard": "skip"}))
+    state = cluster(config.model_copy(update={"on_bad_shard": "skip"}), return_state=True)
+    result = state.result()
     summary = json.loads((tmp_path / "clusters" / "summary.json").read_text())
     assert summary["shards"] == [0] == result["summary"]["shards"]
     assert "does not match its manifest" in summary["skipped_shards"]["1"]
     assert "shard-000002.parquet is missing" in summary["skipped_shards"]["2"]
     labels = pd.read_parquet(tmp_path / "clusters" / "labels.parquet")
     assert set(labels["feature_id"]) == set(range(25))
-    assert "skipped_shards" in (tmp_path / "clusters" / "report.html").read_text()
+    page = (tmp_path / "clusters" / "report.html").read_text()
+    top = page[: page.index("<h2 id='Findings'>")]  # visible text before the findings, not only the raw JSON
+    for shard, why in (1, "does not match its manifest"), (2, "shard-000002.parquet is missing"):
+        assert re.search(rf"<li>Shard {shard} was skipped \(--on-bad-shard skip\): [^<]*{re.escape(why)}", top)
+        assert f"- Shard {shard} was skipped (--on-bad-shard skip): " in _findings_artifact(state)
+
+
+def _findings_artifact(state) -> str:
+    """The markdown of the cluster-findings artifact of a flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["cluster-findings"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    return artifact.data
 
 
 def _atlas_cluster(dataset: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
@@ -387,3 +422,22 @@ def test_an_input_error_inside_a_run_is_logged_in_one_line(prefect_server, tmp_p
     assert errors and all(r.exc_info is None and r.exc_text is None for r in errors), "no traceback logged"
     assert any(r.getMessage().startswith("input error: ") and "no dataset.json" in r.getMessage() for r in errors)
     assert "Traceback" not in caplog.text
+
+
+def test_a_dataset_whose_config_this_version_cannot_rebuild_clusters_without_exemplar_maps(prefect_server, tmp_path,
+                                                                                            caplog):
+    newer = _copy(str(REPO / "tests" / "data" / "dataset-v1"), tmp_path / "newer")
+    record = json.loads((newer / "dataset.json").read_text())
+    record["config"]["attention_kernel"] = "flash"  # a field that a newer version records
+    (newer / "dataset.json").write_text(json.dumps(record))
+    out = tmp_path / "clusters"
+    result = cluster(ClusterConfig(dataset=str(newer), out=str(out), pca_components=5, k_max=4, exemplars=1,
+                                   n_workers=2, backend="cpu", min_samples_grid=[5]))
+    said = [r.getMessage() for r in caplog.records if "exemplar maps skipped" in r.getMessage()]
+    assert len(said) == 1 and "attention_kernel: Extra inputs are not permitted" in said[0], said
+    assert set(result["summary"]["clusterings"]) == {"kmeans", "dbscan", "kmeans_r1"}
+    assert len(pd.read_parquet(out / "labels.parquet")) == 2 * 4 * 2 * 4  # every row of both shards labelled
+    page = (out / "report.html").read_text()
+    top = page[: page.index("<h2 id='Findings'>")]
+    assert "<li>Exemplar attention maps are unavailable: " in top and "attention_kernel" in top
+    assert not list((out / "figures").glob("*exemplars*")) and "Traceback" not in caplog.text

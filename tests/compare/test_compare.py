@@ -116,6 +116,21 @@ def test_a_damaged_shard_of_either_dataset_is_named(kind, planted, tmp_path):
         read_pairs(pair, SampleSpec(), 5, 1000, MemoryBudget(2**30))
 
 
+def test_maps_of_a_dataset_whose_config_this_version_cannot_rebuild_are_left_out_with_the_reason(planted, tmp_path):
+    from flows.compare import maps_unavailable
+
+    cfg = CompareConfig(a=planted[0], b=str(tmp_path / "b"))
+    shutil.copytree(planted[1], cfg.b)
+    assert maps_unavailable(cfg, open_pair(cfg.a, cfg.b, None, None)) is None
+    record = json.loads((Path(cfg.b) / "dataset.json").read_text())
+    record["config"]["scaling"] = "a newer scaling"
+    (Path(cfg.b) / "dataset.json").write_text(json.dumps(record))
+    why = maps_unavailable(cfg, open_pair(cfg.a, cfg.b, None, None))
+    assert why.startswith(f"{cfg.b}: the config in dataset.json cannot be rebuilt by this version of the code "
+                          "(scaling: ")
+    assert "\n" not in why
+
+
 def test_the_flow_writes_every_output_and_replaces_them_whole(planted, prefect_server, tmp_path):
     from flows.compare import main
 

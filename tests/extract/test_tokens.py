@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from tasks.extract.tokens import answer_tokens, is_punctuation, punctuation_ids, token_masks
@@ -53,3 +55,14 @@ def test_token_masks_split_question_context_and_specials(tokenizer, sample):
     assert torch.equal(masks.question | masks.context | masks.cls | masks.sep, real)
     assert not (masks.answer & ~masks.context).any()
     assert torch.equal(masks.segment_a & masks.context, torch.zeros_like(real))
+
+
+def test_an_answer_the_context_does_not_hold_marks_no_tokens(tokenizer, sample):
+    example = next(e for e in sample.examples if not e.is_impossible)
+    text, start = example.answers[0]
+    moved = dataclasses.replace(example, answers=((text, start + 1),))
+    assert example.context[start + 1 : start + 1 + len(text)] != text
+    features = tokenize([example, moved], tokenizer, 128, 64, 64)
+    answers = answer_tokens(features, [example, moved])
+    assert answers[features.example_index == 0].any()
+    assert not answers[features.example_index == 1].any()  # not the shifted, wrong tokens

@@ -3,6 +3,7 @@ the published model taken by evaluation and extraction, resumption after a kill,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,7 +17,7 @@ from flows.finetune import finetune
 from tasks.config import ExtractConfig, FinetuneConfig
 from tasks.extract.qa_model import load_qa_model
 from tasks.finetune.checkpoints import CheckpointMismatchError, claim_checkpoints
-from tasks.finetune.data import answer_positions
+from tasks.finetune.data import answer_positions, labelled_features
 from tasks.squad.features import tokenize
 
 # 128-token windows: the sample's long context needs several, so some windows lack the answer
@@ -65,6 +66,18 @@ def trained(tmp_path_factory, prefect_server):
     out = tmp_path_factory.mktemp("finetune") / "model"
     record = finetune(FinetuneConfig(out=str(out), max_steps=16, save_steps=8, **TRAIN))
     return out, record
+
+
+def test_features_of_mismatched_answers_are_left_out_of_training_not_labelled_unanswerable(sample, tokenizer):
+    example = next(e for e in sample.examples if not e.is_impossible)
+    impossible = next(e for e in sample.examples if e.is_impossible)
+    text, start = example.answers[0]
+    moved = dataclasses.replace(example, question_id="moved", answers=((text, start + 1),))
+    examples = [example, moved, impossible]
+    features = tokenize(examples, tokenizer, 128, 64, 64)
+    kept = labelled_features(examples, features)
+    assert {int(features.example_index[i]) for i in kept} == {0, 2}
+    assert [i for i in range(len(features)) if features.example_index[i] != 1] == kept
 
 
 def test_fine_tuning_lowers_the_loss_and_publishes_model_and_metrics(trained, sample):

@@ -14,10 +14,13 @@ import numpy as np
 import pytest
 import zstandard
 
-from tasks.squad.features import plan_shards, shard_features, tokenize
+from tasks.config import ExtractConfig, FinetuneConfig
+from tasks.squad.features import WindowError, plan_shards, question_tokens, shard_features, tokenize
 from tasks.squad.load import (
     SquadFormatError,
+    check_answers,
     embedded_sample_path,
+    gold_span,
     load_squad,
     parse_squad,
 )
@@ -89,6 +92,59 @@ def test_shards_reproduce_the_global_features_exactly(sample, tokenizer):
     assert (np.concatenate([p.input_ids for p in parts]) == features.input_ids).all()
     assert (np.concatenate([p.span for p in parts]) == features.span).all()
     assert sum((p.question_id for p in parts), []) == features.question_id
+
+
+def test_a_question_that_leaves_no_room_past_the_stride_is_named_not_a_tokenizer_panic(sample, tokenizer):
+    counts = question_tokens([e.question for e in sample.examples], tokenizer, 64)
+    longest = int(np.argmax(counts))
+    max_length = int(counts[longest]) + 3 + 16  # room for exactly 16 context tokens: the stride must be under it
+    with pytest.raises(WindowError) as error:
+        tokenize(sample.examples, tokenizer, max_length, 16, 64)
+    message = str(error.value)
+    assert "\n" not in message
+    first = next(e for e, n in zip(sample.examples, counts) if n + 3 + 16 >= max_length)
+    assert f"question '{first.question_id}'" in message and "--doc-stride 16" in message
+    assert f"--max-length {max_length}" in message and "(after --max-query-length 64)" in message
+    assert len(tokenize(sample.examples, tokenizer, max_length, 15, 64)) > len(sample.examples)  # 15 fits
+
+
+def _misplaced_answers(n: int) -> bytes:
+    """The sample with the first `n` answerable questions' answers shifted one character right."""
+    def shift(document):
+        answers = [qa["answers"][0] for article in document["data"] for paragraph in article["paragraphs"]
+                   for qa in paragraph["qas"] if qa["answers"]]
+        for answer in answers[:n]:
+            answer["answer_start"] += 1
+    return _edited(shift)
+
+
+def test_answers_that_differ_from_the_context_are_counted_and_named_in_one_warning(caplog):
+    clean = parse_squad(SAMPLE_BYTES, "train.json")
+    assert clean.mismatched == ()
+    squad = parse_squad(_misplaced_answers(5), "train.json")
+    assert len(squad.mismatched) == 5
+    first = squad.mismatched[0]
+    example = next(e for e in squad.examples if e.question_id == first.question_id)
+    text, start = example.answers[0]
+    assert (first.expected, first.found) == (text, example.context[start : start + len(text)]) and text != first.found
+    assert gold_span(example) is None  # nothing the context holds: left out of answer statistics and labels
+    with caplog.at_level("WARNING", logger="tasks.squad.load"):
+        check_answers(squad, strict=False)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert "\n" not in message
+    assert message.startswith("train.json: 5 answers differ from the context at answer_start")
+    assert f"question '{first.question_id}' expects {first.expected!r}, the context holds {first.found!r}" in message
+    assert message.count("expects") == 3 and "; 2 more" in message and "--strict-answers" in message
+
+
+def test_strict_answers_refuses_mismatched_answers_in_one_line():
+    check_answers(parse_squad(SAMPLE_BYTES, "train.json"), strict=True)
+    with pytest.raises(SquadFormatError, match=r"^train.json: 1 answer differs .*refused by --strict-answers$"):
+        check_answers(parse_squad(_misplaced_answers(1), "train.json"), strict=True)
+    strict = {"strict_answers": True}
+    assert ExtractConfig(**strict).content() == ExtractConfig().content()  # a check: the same rows, the same dataset
+    assert FinetuneConfig(**strict).training_content() == FinetuneConfig().training_content()
 
 
 def test_loads_over_http(http_folder):
