@@ -2,6 +2,8 @@
 
 - A line `<!-- flags: COMMAND -->` becomes the flag table of `atlas COMMAND`, built from flows.cli.COMMANDS (each
   command's config models and excluded names) by tasks.cli.flag_table.
+- `<!-- outside-fingerprint -->` becomes the extraction flags that do not change the rows (tasks.config's
+  fields left out of the dataset's fingerprint).
 - A line `<!-- modules -->` becomes the list of the code's modules (flows/, tasks/ and each of its packages,
   bench/), each with the first sentence of its docstring, read from the files of this checkout."""
 
@@ -17,6 +19,7 @@ sys.path.insert(0, str(REPO))  # this checkout's flows and tasks, not another
 
 MARKER = re.compile(r"^<!-- flags: (?P<command>[a-z]+) -->$", re.MULTILINE)
 MODULES = re.compile(r"^<!-- modules -->$", re.MULTILINE)
+OUTSIDE_FINGERPRINT = "<!-- outside-fingerprint -->"
 
 
 def flag_tables(markdown: str) -> str:
@@ -58,5 +61,14 @@ def module_tables(root: Path = REPO) -> str:
     return "\n\n".join(parts)
 
 
+def outside_fingerprint() -> str:
+    """The extraction flags that do not change the rows, as inline code."""
+    from tasks.config import ExtractConfig, _NOT_IN_FINGERPRINT
+
+    return ", ".join(f"`--{name.replace('_', '-')}`" for name in ExtractConfig.model_fields
+                     if name in _NOT_IN_FINGERPRINT)
+
+
 def on_page_markdown(markdown: str, **kwargs) -> str:
+    markdown = markdown.replace(OUTSIDE_FINGERPRINT, outside_fingerprint())
     return MODULES.sub(lambda _: module_tables(), flag_tables(markdown))
