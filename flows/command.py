@@ -1,0 +1,47 @@
+"""How a flow runs from the command line (`atlas COMMAND`, `python flows/NAME.py`): on the Prefect API that the
+settings name (PREFECT_API_URL), else on a temporary server that the run starts and stops itself; one signal
+(SIGINT or SIGTERM) ends the run promptly, after its clean-up, with the server stopped last (tasks.interrupt,
+tasks.prefect_server)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from pydantic import BaseModel
+
+from tasks.cli import run_or_exit
+from tasks.interrupt import signals_end_the_run, wait_for_workers
+from tasks.prefect_server import TemporaryServer
+
+Result = TypeVar("Result")
+
+
+@contextmanager
+def prefect_api() -> Iterator[None]:
+    """The run's Prefect API: the configured one, else a temporary server for the block (also for the processes
+    the run starts, such as Dask workers), stopped after the run's worker threads have ended."""
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with TemporaryServer() as server, temporary_settings({PREFECT_API_URL: server.api_url}):
+        os.environ["PREFECT_API_URL"] = server.api_url
+        try:
+            yield
+        finally:
+            wait_for_workers()
+            del os.environ["PREFECT_API_URL"]
+
+
+def run_command(flow: Callable[..., Result], *configs: BaseModel, check: Callable[..., None]) -> Result:
+    """Runs a flow from the command line: inputs checked first (tasks.cli.run_or_exit), then the flow on its
+    Prefect API; SIGINT or SIGTERM ends the process with one line, status 130 or 143."""
+    def on_the_api(*configs: BaseModel) -> Result:
+        with prefect_api():
+            return flow(*configs)
+
+    with signals_end_the_run():
+        return run_or_exit(on_the_api, *configs, check=check)
