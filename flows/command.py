@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import BaseModel
 
@@ -18,12 +20,22 @@ from tasks.interrupt import signals_end_the_run, wait_for_workers
 from tasks.prefect_server import TemporaryServer
 
 Result = TypeVar("Result")
+# How long the logs and events still queued for the API may take to be sent before the temporary server stops.
+SEND_TIMEOUT_SECONDS = 10.0
+
+
+def _send_what_is_queued() -> None:
+    """Sends the logs and events that Prefect's background workers still hold, as Prefect's test harness does
+    before it stops its server: sent after the server stopped, they fail with connection errors for a minute."""
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=SEND_TIMEOUT_SECONDS, at_exit=False)
 
 
 @contextmanager
 def prefect_api() -> Iterator[None]:
     """The run's Prefect API: the configured one, else a temporary server for the block (also for the processes
-    the run starts, such as Dask workers), stopped after the run's worker threads have ended."""
+    the run starts, such as Dask workers), stopped after the run's worker threads have ended and what they logged
+    was sent."""
     if PREFECT_API_URL.value():
         yield
         return
@@ -33,6 +45,7 @@ def prefect_api() -> Iterator[None]:
             yield
         finally:
             wait_for_workers()
+            _send_what_is_queued()
             del os.environ["PREFECT_API_URL"]
 
 
