@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -48,7 +49,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _die_with(parent: int):
+def _die_with(parent: int) -> Callable[[], None]:
     """preexec_fn of the server: SIGTERM when the thread that started it ends (the run's main thread), and an
     exit where the run already ended before the request was in place. Linux only; elsewhere a no-op."""
     prctl = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None  # looked up before the fork
