@@ -1,7 +1,9 @@
 """The Prefect flows. Importing the package makes Prefect show the `tasks` package's log lines with its own
 (unless PREFECT_LOGGING_EXTRA_LOGGERS says otherwise), and makes Prefect's run loggers log an input error
 (tasks.errors.InputError: a bad file, flag or dataset) as its one line, without a traceback, so that a
-deployment run that fails on bad input says why in one line; every other exception keeps its traceback."""
+deployment run that fails on bad input says why in one line; every other exception keeps its traceback. It also
+turns Prefect's telemetry off unless the environment says otherwise (tasks.prefect_server.telemetry_off): every
+flow file imports this package before Prefect."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import logging
 import os
 
 from tasks.errors import InputError
+from tasks.prefect_server import telemetry_off
 
 
 class InputErrorsInOneLine(logging.Filter):
@@ -22,6 +25,7 @@ class InputErrorsInOneLine(logging.Filter):
         return True
 
 
+telemetry_off()
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # tasks log outside runs too
 logging.getLogger("tasks").setLevel(logging.INFO)

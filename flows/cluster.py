@@ -5,6 +5,8 @@ the flags."""
 
 from __future__ import annotations
 
+import flows  # noqa: F401  (first: Prefect's environment, flows/__init__.py, also when run as a script)
+
 import functools
 import sys
 import time
@@ -16,7 +18,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.cli import config_from_args, run_or_exit
+from flows.command import run_command
+from tasks.cli import config_from_args
 from tasks.cluster.backend import ClusterBackend
 from tasks.cluster.cpu import CpuBackend
 from tasks.cluster.dask_cluster import dask_cluster, local_processes
@@ -175,7 +178,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(ClusterConfig, __doc__.splitlines()[0], argv)
-    result = run_or_exit(cluster, config, check=check_cluster)
+    result = run_command(cluster, config, check=check_cluster)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

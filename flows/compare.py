@@ -7,6 +7,8 @@ extractions, then the comparison). `--help` lists the flags."""
 
 from __future__ import annotations
 
+import flows  # noqa: F401  (first: Prefect's environment, flows/__init__.py, also when run as a script)
+
 import functools
 import sys
 import time
@@ -19,7 +21,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.extract import extract
 from flows.finetune import finetune
-from tasks.cli import config_from_args, run_or_exit
+from flows.command import run_command
+from tasks.cli import config_from_args
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.cluster.sample import SampleSpec
 from tasks.compare.alignment import Pair, open_pair
@@ -160,7 +163,7 @@ def compare(config: CompareConfig = CompareConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(CompareConfig, __doc__.splitlines()[0], argv)
-    result = run_or_exit(compare, config, check=check_compare)
+    result = run_command(compare, config, check=check_compare)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import flows  # noqa: F401  (first: Prefect's environment, flows/__init__.py, also when run as a script)
+
 import sys
 import time
 from collections import deque
@@ -18,8 +20,9 @@ from prefect.artifacts import (
 )
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.command import run_command
 from flows.retries import RETRIES
-from tasks.cli import config_from_args, run_or_exit
+from tasks.cli import config_from_args
 from tasks.cluster.dask_cluster import dask_cluster
 from tasks.config import ExtractConfig
 from tasks.extract.plan import (
@@ -147,7 +150,7 @@ def extract(config: ExtractConfig = ExtractConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(ExtractConfig, __doc__.splitlines()[0], argv)
-    summary = run_or_exit(extract, config, check=check_extract)
+    summary = run_command(extract, config, check=check_extract)
     print(f"Dataset: {summary['dest']} ({summary['shards']} shards, {summary['rows']} rows, "
           f"{summary['extracted_now']} extracted now, maps/s {summary['maps_per_second']})")
     return summary

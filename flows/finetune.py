@@ -8,6 +8,8 @@ repeated); the model is evaluated on the --dev file and published with its metri
 
 from __future__ import annotations
 
+import flows  # noqa: F401  (first: Prefect's environment, flows/__init__.py, also when run as a script)
+
 import json
 import sys
 import tempfile
@@ -20,8 +22,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.command import run_command
 from flows.retries import RETRIES
-from tasks.cli import config_from_args, run_or_exit
+from tasks.cli import config_from_args
 from tasks.config import FinetuneConfig
 from tasks.extract.qa_model import QAModel, load_qa_model
 from tasks.finetune.evaluate import evaluate
@@ -114,7 +117,7 @@ def finetune(config: FinetuneConfig = FinetuneConfig()) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     config = config_from_args(FinetuneConfig, __doc__.splitlines()[0], argv)
-    record = run_or_exit(finetune, config, check=check_finetune)
+    record = run_command(finetune, config, check=check_finetune)
     metrics = record["metrics"]
     print(f"{'Evaluated' if config.evaluate_only else 'Model'}: {record['out']} (exact {metrics['exact']:.2f}, f1 {metrics['f1']:.2f} on {metrics['total']} "
           f"questions; metrics.json there)")

@@ -5,6 +5,8 @@ flows/extract.py and flows/cluster.py (the dataset clustered is the one extracte
 
 from __future__ import annotations
 
+import flows  # noqa: F401  (first: Prefect's environment, flows/__init__.py, also when run as a script)
+
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -13,7 +15,8 @@ from prefect import flow
 
 from flows.cluster import cluster
 from flows.extract import extract
-from tasks.cli import configs_from_args, run_or_exit
+from flows.command import run_command
+from tasks.cli import configs_from_args
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.preflight import check_full
 from tasks.report.destination import output_folder
@@ -32,7 +35,7 @@ def full(extraction: ExtractConfig = ExtractConfig(), clustering: ClusterConfig 
 def main(argv: Sequence[str] | None = None) -> dict:
     extraction, clustering = configs_from_args([ExtractConfig, ClusterConfig], __doc__.splitlines()[0], argv,
                                                exclude=["dataset", "newest"])
-    result = run_or_exit(full, extraction, clustering, check=check_full)
+    result = run_command(full, extraction, clustering, check=check_full)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

@@ -56,6 +56,20 @@ def object_stores():
 
 
 @pytest.fixture(scope="session")
+def reference(tmp_path_factory, prefect_server):
+    """A fault-free extraction of the tiny config to a local folder, its shards: what every interrupted, killed or
+    faulted run must reproduce."""
+    from tiny import TINY, dataset_tables
+
+    from flows.extract import extract
+    from tasks.config import ExtractConfig
+
+    dest = tmp_path_factory.mktemp("reference") / "dataset"
+    extract(ExtractConfig(dest=str(dest), **TINY))
+    return dataset_tables(str(dest))
+
+
+@pytest.fixture(scope="session")
 def tiny_qa():
     return load_qa_model(TINY_RANDOM_MODEL, seed=0)
 

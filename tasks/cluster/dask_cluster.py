@@ -12,6 +12,7 @@ from typing import Literal
 from distributed import Client, LocalCluster
 
 from tasks.cluster.gpus import Backend, choose_backend, gpu_extra_installed, visible_gpus
+from tasks.cluster.worker_signals import PRELOAD
 
 
 @dataclass
@@ -75,15 +76,16 @@ def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_work
     if choose_backend(backend, gpus):
         from dask_cuda import LocalCUDACluster
 
-        with _quiet_dask_logs(), LocalCUDACluster(n_workers=n_workers or gpus, threads_per_worker=threads_per_worker or 1
+        with _quiet_dask_logs(), LocalCUDACluster(n_workers=n_workers or gpus, preload=[PRELOAD],
+                                                  threads_per_worker=threads_per_worker or 1
                                                   ) as cluster, Client(cluster) as client:
             yield Compute(client, True, f"LocalCUDACluster with {len(cluster.workers)} GPU workers")
         return
     cores = os.cpu_count() or 1
     workers = n_workers or cores
     threads = threads_per_worker or max(1, cores // workers)
-    with _quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=threads,
-                                          processes=processes, dashboard_address=":0", silence_logs=logging.WARNING
-                                          ) as cluster, Client(cluster) as client:
+    with _quiet_dask_logs(), LocalCluster(n_workers=workers, threads_per_worker=threads, processes=processes,
+                                          dashboard_address=":0", silence_logs=logging.WARNING,
+                                          preload=[PRELOAD] if processes else []) as cluster, Client(cluster) as client:
         where = "CPU workers" if processes else "CPU workers in this process"
         yield Compute(client, False, f"LocalCluster with {workers} {where}")

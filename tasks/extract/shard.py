@@ -22,6 +22,7 @@ from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS, attention_maps, head_statistics, scale_maps
 from tasks.extract.models import Models, compute_slot, models_for, squad_file
 from tasks.extract.tokens import punctuation_ids, token_masks
+from tasks.interrupt import raise_if_interrupted
 from tasks.squad.features import Features, ShardPlan, shard_features
 from tasks.squad.load import Example
 from tasks.storage.faults import is_disk_full, retrying
@@ -157,6 +158,7 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
             punctuation = punctuation_ids(models.qa.tokenizer)
             with ShardWriter(local, schema) as writer, bar:
                 for batch in _batches(features, cfg.bert_batch):
+                    raise_if_interrupted()  # a worker thread: no signal reaches it
                     writer.write(batch, *embed_features(batch, squad.examples, punctuation, models, cfg))
                     bar.update(len(batch))
             seconds = time.perf_counter() - started

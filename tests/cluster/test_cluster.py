@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -45,6 +46,13 @@ def test_small_inputs_run_on_worker_threads_of_this_process_and_large_ones_on_wo
         assert set(compute.client.run(os.getpid).values()) == {os.getpid()}
         fit = CpuBackend(compute.client).kmeans(np.eye(8, dtype=np.float32).repeat(5, axis=0), [2], seed=0)[0]
         assert fit.k == 2 and len(np.unique(fit.labels)) == 2
+
+
+def test_worker_processes_leave_a_terminals_ctrl_c_to_the_run(backend):
+    """A terminal's Ctrl-C (SIGINT to the process group) also reached the worker processes: each printed
+    tracebacks while the run was stopping them. The run closes them itself (tests/test_signals.py)."""
+    handlers = backend.client.run(signal.getsignal, signal.SIGINT)
+    assert len(handlers) == 2 and set(handlers.values()) == {signal.SIG_IGN}
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,16 @@ import uuid
 
 import fsspec
 import pandas as pd
-import pyarrow as pa
 import pytest
 from small_disk import on_small_disk
 from storage_servers import FaultProxy, MotoServer
-from tiny import REPO, TINY, run_flow, tiny_flags
+from tiny import REPO, TINY, assert_same_rows, dataset_tables, run_flow, tiny_flags
 
 from flows.cluster import cluster
 from flows.extract import extract
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.storage.faults import StorageError
 from tasks.storage.location import Location
-from tasks.storage.reading import read_shard
 
 ENDPOINT_VARIABLE = {"gs": "STORAGE_EMULATOR_HOST", "s3": "AWS_ENDPOINT_URL"}
 
@@ -34,32 +32,9 @@ def _server(prefect_server):
     yield
 
 
-def _tables(url: str, **options) -> dict[int, pa.Table]:
-    """Every shard of a dataset, each verified against its manifest."""
-    dataset = Location.open(url, options)
-    count = dataset.read_json("dataset.json")["shards"]["count"]
-    return {i: read_shard(dataset, i) for i in range(count)}
-
-
-def _assert_same_rows(tables: dict[int, pa.Table], reference: dict[int, pa.Table]) -> None:
-    assert sorted(tables) == sorted(reference)
-    for index, table in tables.items():
-        assert table.equals(reference[index]), f"shard {index} differs from the fault-free run"
-    keys = pd.concat([t.select(["feature_id", "layer", "head"]).to_pandas() for t in tables.values()])
-    assert not keys.duplicated().any()
-
-
 def _objects(url: str) -> list[str]:
     location = Location.open(url)
     return sorted(p.rsplit("/", 1)[-1] for p in location.fs.find(location.root))
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, prefect_server):
-    """A fault-free extraction to a local folder: what every run on object storage must reproduce."""
-    dest = tmp_path_factory.mktemp("reference") / "dataset"
-    extract(ExtractConfig(dest=str(dest), **TINY))
-    return _tables(str(dest))
 
 
 @pytest.mark.parametrize("protocol", ["gs", "s3"])
@@ -81,7 +56,7 @@ def test_extraction_and_clustering_on_object_storage(protocol, object_stores, re
     url = f"{protocol}://atlas/{uuid.uuid4().hex}/dataset"
     summary = extract(ExtractConfig(dest=url, **TINY))
     assert summary["dest"] == url and summary["extracted_now"] == len(reference)
-    _assert_same_rows(_tables(url), reference)
+    assert_same_rows(dataset_tables(url), reference)
     shards = [f"shard-{i:06d}.{ext}" for i in range(len(reference)) for ext in ("json", "parquet")]
     assert _objects(url) == sorted(["dataset.json", *shards]), "no probe, staging or partial objects"
     assert extract(ExtractConfig(dest=url, **TINY))["extracted_now"] == 0
@@ -102,7 +77,7 @@ def test_injected_resets_and_503s_are_retried_and_the_dataset_equals_the_fault_f
         result = run_flow("extract.py", "--dest", url, *tiny_flags(), **{ENDPOINT_VARIABLE[protocol]: proxy.url})
     assert result.returncode == 0, result.stderr[-3000:]
     assert proxy.faults["503"] >= 3 and proxy.faults["reset"] >= 3, proxy.faults
-    _assert_same_rows(_tables(url), reference)
+    assert_same_rows(dataset_tables(url), reference)
 
 
 def test_an_upload_failing_past_the_clients_retries_is_retried_without_computing_the_shard_again(
@@ -126,7 +101,7 @@ def test_an_upload_failing_past_the_clients_retries_is_retried_without_computing
     assert "Retry 1/" not in output, "the shard task was not run again"
     assert output.count("shard-000001: 480 rows computed") == 1, output[-3000:]
     assert re.search(r"publishing shard-000001 .*trying again in", output), output[-3000:]
-    _assert_same_rows(_tables(url), reference)
+    assert_same_rows(dataset_tables(url), reference)
 
 
 def test_an_upload_failing_past_every_retry_ends_the_run_in_one_line_without_computing_the_shard_again(
@@ -177,7 +152,7 @@ def test_a_run_killed_while_publishing_resumes_to_exactly_the_right_rows(target,
     assert "shard-000001.json" not in left and ("shard-000001.parquet" in left) == published_data
     rerun = run_flow("extract.py", "--dest", url, *tiny_flags())
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    _assert_same_rows(_tables(url), reference)
+    assert_same_rows(dataset_tables(url), reference)
 
 
 def test_a_run_killed_mid_shard_resumes_to_exactly_the_right_rows(tmp_path, reference):
@@ -188,7 +163,7 @@ def test_a_run_killed_mid_shard_resumes_to_exactly_the_right_rows(tmp_path, refe
     assert not (dest / "shard-000001.json").exists() and list(dest.glob(".partial-*"))
     rerun = run_flow("extract.py", "--dest", str(dest), *tiny_flags())
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    _assert_same_rows(_tables(str(dest)), reference)
+    assert_same_rows(dataset_tables(str(dest)), reference)
     assert not list(dest.glob(".*partial*")), "what the killed run left is cleared"
 
 
@@ -214,7 +189,7 @@ def test_a_full_disk_ends_the_run_in_one_line_leaving_nothing_half_written_and_t
     left = [p.name for p in (tmp_path / "left").iterdir()]
     assert "dataset.json" in left and not [n for n in left if n.startswith("shard-") or "partial" in n], left
     assert (tmp_path / "rerun.rc").read_text().strip() == "0", (tmp_path / "rerun.err").read_text()[-3000:]
-    _assert_same_rows(_tables(str(tmp_path / "final")), reference)
+    assert_same_rows(dataset_tables(str(tmp_path / "final")), reference)
 
 
 @pytest.fixture(scope="module")
