@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from tasks.errors import InputError
+from tasks.storage.faults import retrying
 from tasks.storage.lease_object import LeaseChanged, LeaseObject, lease_object
 from tasks.storage.location import Location
 from tasks.storage.records import LeaseRecord
@@ -81,8 +82,7 @@ class Lease:
         while not self._stop.wait(self.heartbeat):
             renewed = self.record.model_copy(update={"heartbeat": _now()})
             try:
-                self.lease.replace(renewed, self.version)
-                self.version = _settled(self.lease, renewed)
+                self.version = _written(self.lease, renewed, self.version)
                 self.record = renewed
             except LeaseChanged:
                 self.lost = True
@@ -94,18 +94,39 @@ class Lease:
                             type(exc).__name__, " ".join(str(exc).split())[:200], self.heartbeat)
 
     def release(self) -> None:
-        """Stops renewing and removes the lease, unless another run took it over."""
+        """Stops renewing and removes the lease, unless another run took it over. A storage fault is logged, not
+        raised (the run's own outcome stands): the lease left behind goes stale."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
-        if not self.lost:
-            with contextlib.suppress(LeaseChanged):
-                self.lease.delete(self.version)
+        if self.lost:
+            return
+        try:
+            retrying(self.lease.delete, self.version, what=f"removing {self.lease.path}")
+        except LeaseChanged:
+            pass  # taken over since the last renewal, or removed by a retried request that had succeeded
+        except Exception as exc:
+            log.warning("%s: cannot remove the lease (%s: %s); it goes stale %g s after its last heartbeat",
+                        self.lease.dest.url, type(exc).__name__, " ".join(str(exc).split())[:200],
+                        self.record.stale_after)
 
 
-def _settled(lease: LeaseObject, record: LeaseRecord) -> str:
-    """The version of the lease just written, read back; LeaseChanged where another run's token is there."""
-    found = lease.read()
+def _read(lease: LeaseObject) -> tuple[bytes, str] | None:
+    return retrying(lease.read, what=f"reading {lease.path}")
+
+
+def _written(lease: LeaseObject, record: LeaseRecord, version: str | None) -> str:
+    """Writes `record` over `version` (creates it where None) and returns its version, read back; LeaseChanged
+    where another run's token is there. A refused write whose lease holds this token had taken effect before a
+    client retried it."""
+    try:
+        if version is None:
+            retrying(lease.create, record, what=f"writing {lease.path}")
+        else:
+            retrying(lease.replace, record, version, what=f"writing {lease.path}")
+    except LeaseChanged:
+        pass  # decided by the token read back
+    found = _read(lease)
     if found is None or LeaseRecord.parse(found[0], lease.path).token != record.token:
         raise LeaseChanged(lease.path)
     return found[1]
@@ -142,7 +163,7 @@ def acquire(dest: Location, wait: bool = False, command: str | None = None, hear
                        stale_after=stale_after)
     announced = False
     while True:
-        found = lease.read()
+        found = _read(lease)
         holder = None if found is None else _holder(lease, found)
         if holder is not None:
             if not wait:
@@ -154,11 +175,7 @@ def acquire(dest: Location, wait: bool = False, command: str | None = None, hear
             continue
         mine = mine.model_copy(update={"heartbeat": _now()})
         try:
-            if found is None:
-                lease.create(mine)
-            else:
-                lease.replace(mine, found[1])
-            held = Lease(lease, mine, _settled(lease, mine), heartbeat)
+            held = Lease(lease, mine, _written(lease, mine, None if found is None else found[1]), heartbeat)
         except LeaseChanged:
             continue  # another run changed the lease meanwhile: look again
         held._start()
@@ -167,9 +184,12 @@ def acquire(dest: Location, wait: bool = False, command: str | None = None, hear
 
 def check_free(dest: Location) -> None:
     """DestinationBusyError where a live run holds the lease of `dest` (a check before a run starts; the run
-    itself takes the lease)."""
+    itself takes the lease, after its own check that the destination can be written)."""
     lease = lease_object(dest)
-    found = lease.read()
+    try:
+        found = lease.read()
+    except Exception:  # a destination that cannot be read: the run's check says why, in one line
+        return
     holder = None if found is None else LeaseRecord.parse(found[0], lease.path)
     if holder is not None and _live(holder):
         raise _busy(dest, holder)
