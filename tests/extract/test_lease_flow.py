@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 from tiny import ROWS_PER_FEATURE, run_flow, tiny_flags
 
+from tasks.config import ExtractConfig
 from tasks.squad.features import tokenize
 from tasks.squad.load import load_squad
 from tasks.storage.location import Location
@@ -48,3 +49,7 @@ def test_a_second_run_is_refused_or_waits_while_the_first_owns_the_destination(t
     assert table.num_rows == len(keys) == len(features) * ROWS_PER_FEATURE
     assert {k[0] for k in keys} == set(range(len(features)))
     assert not list(dest.glob(".atlas-lease*")) and not list(dest.glob(".partial-*")), "lease and staging gone"
+
+
+def test_waiting_for_the_destination_does_not_change_the_dataset_fingerprint():
+    assert ExtractConfig(wait=True).content() == ExtractConfig().content()

@@ -132,9 +132,11 @@ def _a_renewal_never_overwrites_a_lease_taken_over(dest: Location) -> None:
             return False
         return True
 
-    _until(take_over, "take-over")
-    _until(lambda: first.lost, "lost lease")
-    first.release()
+    try:
+        _until(take_over, "take-over")
+        _until(lambda: first.lost, "lost lease", timeout=10)
+    finally:
+        first.release()
     assert _stored(dest).token == "other" and not _renewing()
 
 
