@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class DestinationBusyError(InputError):
-    """Another live run holds the destination's lease."""
+    """Another live run holds the destination's lease, or took it over from this run."""
 
 
 def _now() -> str:
@@ -53,8 +53,8 @@ def _owner_gone(record: LeaseRecord) -> bool:
         os.kill(record.pid, 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        pass
+    except PermissionError:  # alive, another user's
+        return False
     return False
 
 
@@ -196,10 +196,14 @@ def check_free(dest: Location) -> None:
 
 
 @contextlib.contextmanager
-def destination_lease(dest: Location, wait: bool = False) -> Iterator[Lease]:
-    """Holds the lease of `dest` for the block (see `acquire`); released on every way out of it."""
-    held = acquire(dest, wait)
+def destination_lease(dest: Location, wait: bool = False, heartbeat: float = HEARTBEAT_SECONDS) -> Iterator[Lease]:
+    """Holds the lease of `dest` for the block (see `acquire`); released on every way out of it. A block that
+    ends after another run took the lease over is a DestinationBusyError: both may have written there."""
+    held = acquire(dest, wait, heartbeat=heartbeat)
     try:
         yield held
     finally:
         held.release()
+    if held.lost:
+        raise DestinationBusyError(f"{dest.url}: another run took the lease over while this run wrote (no "
+                                   f"heartbeat for {held.record.stale_after:g} s); run again to check the dataset")

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tasks.storage.lease import DestinationBusyError, acquire, check_free
+from tasks.storage.lease import DestinationBusyError, acquire, check_free, destination_lease
 from tasks.storage.lease_object import LeaseChanged, lease_object
 from tasks.storage.location import Location
 from tasks.storage.records import LeaseRecord
@@ -121,19 +121,20 @@ def _conditional_changes_refuse_a_stale_version(dest: Location) -> None:
     assert _stored(dest).token == "b"
 
 
+def _take_over(dest: Location) -> bool:
+    """Writes another run's lease over the current version, as a run that found it stale would."""
+    lease = lease_object(dest)
+    try:
+        lease.replace(_record("other"), lease.read()[1])
+    except LeaseChanged:  # renewed meanwhile
+        return False
+    return True
+
+
 def _a_renewal_never_overwrites_a_lease_taken_over(dest: Location) -> None:
     first = acquire(dest, command="first", heartbeat=0.05)
-    lease = lease_object(dest)
-
-    def take_over() -> bool:
-        try:
-            lease.replace(_record("other"), lease.read()[1])
-        except LeaseChanged:  # the first run renewed meanwhile
-            return False
-        return True
-
     try:
-        _until(take_over, "take-over")
+        _until(lambda: _take_over(dest), "take-over")
         _until(lambda: first.lost, "lost lease", timeout=10)
     finally:
         first.release()
@@ -149,3 +150,12 @@ def test_two_runs_never_both_hold_the_lease(check, store, tmp_path, request):
         return
     request.getfixturevalue("object_stores")
     check(Location.open(f"{store}://atlas/lease-{uuid.uuid4().hex}/dataset"))
+
+
+def test_a_run_whose_lease_was_taken_over_ends_in_one_line(tmp_path):
+    dest = Location.open(str(tmp_path / "dataset"))
+    with pytest.raises(DestinationBusyError, match=r"another run took the lease over while this run wrote"):
+        with destination_lease(dest, heartbeat=0.05) as held:
+            _until(lambda: _take_over(dest), "take-over")
+            _until(lambda: held.lost, "lost lease")
+    assert _stored(dest).token == "other"
