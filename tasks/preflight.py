@@ -12,6 +12,7 @@ from tasks.report.destination import output_folder
 from tasks.squad.features import check_windows
 from tasks.squad.load import cached_squad, check_answers
 from tasks.storage.dataset import dataset_record
+from tasks.storage.lease import check_free
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord
 from tasks.storage.shards import readable_manifests
@@ -19,11 +20,14 @@ from tasks.storage.shards import readable_manifests
 
 def check_extract(cfg: ExtractConfig) -> None:
     """The SQuAD source reads and validates (kept for the flow: this process reads it once), with no mismatched
-    answer under --strict-answers, and every question fits the windows with the model's tokenizer (loaded alone;
-    a model at a URL is checked when its features are tokenized)."""
+    answer under --strict-answers; unless told to wait, no other live run holds the destination; every question
+    fits the windows with the model's tokenizer (loaded alone; a model at a URL is checked when its features are
+    tokenized)."""
     squad = cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
     if cfg.strict_answers:
         check_answers(squad, strict=True)  # else the flow warns, in its log
+    if not cfg.wait:
+        check_free(Location.at(cfg.dest, cfg.credentials))
     from tasks.extract.qa_model import load_tokenizer  # imports torch: only once the source is good
 
     tokenizer = load_tokenizer(cfg.model, cfg.model_revision)

@@ -98,7 +98,7 @@ def plan_extraction(cfg: ExtractConfig) -> ExtractionPlan:
 
 def prepare_destination(cfg: ExtractConfig, plan: ExtractionPlan) -> Destination:
     """Writes or checks dataset.json (a new version where asked), clears what killed runs left, and reads
-    which shards are published there."""
+    which shards are published there. The caller holds the destination's lease."""
     target = ensure_dataset_record(Location.at(cfg.dest, cfg.credentials), plan.record, cfg.new_version)
     remove_stale_staging(target)
     return Destination(target.url, published_manifests(target, plan.fingerprint))

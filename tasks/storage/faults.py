@@ -65,6 +65,12 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def is_precondition_failed(exc: BaseException) -> bool:
+    """A conditional write or delete refused because the object changed: HTTP 412, or 409 (S3's conflicting
+    conditional requests)."""
+    return any(_status(cause) in (409, 412) for cause in _causes(exc))
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """No space left on the device, or the user's disk quota reached."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -1,4 +1,5 @@
-"""The dataset's on-disk records, typed: dataset.json (`DatasetRecord`) and each shard's manifest (`Manifest`).
+"""The on-disk records, typed: dataset.json (`DatasetRecord`), each shard's manifest (`Manifest`) and the lease of
+a destination (`LeaseRecord`).
 
 Every reader and writer goes through these types. `format` names the layout version; a dataset written by an
 earlier version that this code still reads is listed in `READABLE_FORMATS`."""
@@ -120,3 +121,15 @@ class Manifest(_Record):
     maps_per_second: float
     row_groups: list[RowGroupRecord] | None = None  # format 2: read selectively, pages checked by CRC
     footer_sha256: str | None = None  # format 2: the Parquet footer, checked at every read
+
+
+class LeaseRecord(_Record):
+    """.atlas-lease.json: the run that owns a destination, and when it last said it is alive."""
+
+    host: str
+    pid: int
+    token: str  # random, one per run: tells this run's lease from another's
+    command: str
+    started: str  # ISO 8601, UTC
+    heartbeat: str  # ISO 8601, UTC; renewed while the run lives
+    stale_after: float  # seconds without a heartbeat after which another run may take the lease over

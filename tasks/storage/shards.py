@@ -54,7 +54,8 @@ def staging_dir(dest: Location) -> Iterator[Path]:
 
 
 def remove_stale_staging(dest: Location) -> None:
-    """Removes the staging folders and half-written JSON files that a killed run left in a local destination."""
+    """Removes the staging folders and half-written JSON files that a killed run left in a local destination.
+    Only for the holder of the destination's lease (tasks.storage.lease): a live run's staging looks the same."""
     if dest.is_local and os.path.isdir(dest.root):
         for entry in Path(dest.root).glob(".partial-*"):
             shutil.rmtree(entry, ignore_errors=True)
