@@ -12,6 +12,7 @@ from tasks.report.destination import output_folder
 from tasks.squad.features import check_windows
 from tasks.squad.load import cached_squad, check_answers
 from tasks.storage.dataset import dataset_record
+from tasks.storage.faults import is_transient, retrying
 from tasks.storage.lease import check_free
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord
@@ -20,19 +21,31 @@ from tasks.storage.shards import readable_manifests
 
 def check_extract(cfg: ExtractConfig) -> None:
     """The SQuAD source reads and validates (kept for the flow: this process reads it once), with no mismatched
-    answer under --strict-answers; unless told to wait, no other live run holds the destination; every question
-    fits the windows with the model's tokenizer (loaded alone; a model at a URL is checked when its features are
-    tokenized)."""
+    answer under --strict-answers; the destination can be written and, unless told to wait, no other live run
+    holds it; every question fits the windows with the model's tokenizer (loaded alone, after the storage checks;
+    a model at a URL is checked when its features are tokenized)."""
     squad = cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
     if cfg.strict_answers:
         check_answers(squad, strict=True)  # else the flow warns, in its log
+    dest = Location.at(cfg.dest, cfg.credentials)
+    check_writable(dest)
     if not cfg.wait:
-        check_free(Location.at(cfg.dest, cfg.credentials))
+        check_free(dest)
     from tasks.extract.qa_model import load_tokenizer  # imports torch: only once the source is good
 
     tokenizer = load_tokenizer(cfg.model, cfg.model_revision)
     if tokenizer is not None:
         check_windows(squad.examples, tokenizer, cfg.max_length, cfg.doc_stride, cfg.max_query_length)
+
+
+def check_writable(dest: Location) -> None:
+    """`dest` can be written (transient faults retried; one that outlasts the retries is named like any other)."""
+    try:
+        retrying(dest.check_writable, what=f"{dest.url}: writability check")
+    except Exception as exc:
+        if is_transient(exc):
+            raise dest.fault("write", exc) from None
+        raise
 
 
 def check_backend(cfg: ClusterConfig) -> None:
