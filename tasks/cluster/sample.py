@@ -23,10 +23,9 @@ from tasks.storage.faults import retrying
 from tasks.storage.location import Location
 from tasks.storage.reading import BytesRead, read_rows
 from tasks.storage.records import Manifest
-from tasks.storage.rows import embedding_matrix
+from tasks.storage.rows import KEY_COLUMNS, embedding_matrix
 from tasks.storage.shards import ShardError
 
-KEYS = ("feature_id", "question_id", "span", "layer", "head")
 FIT_GROUP_ROWS = 4  # the fit sample is drawn from row groups holding this many times its rows
 FIT_OVERSAMPLE = 1.2  # rows drawn over fit_rows, so that the seeded draw has enough to cut it to fit_rows exactly
 
@@ -66,7 +65,7 @@ class Sample:
     rows: pd.DataFrame
     reduced: np.ndarray
     reducer: Reducer
-    key_parts: list  # distributed.Future of pa.Table (KEYS), one per shard read, in row order
+    key_parts: list  # distributed.Future of pa.Table (KEY_COLUMNS), one per shard read, in row order
     part_shards: list[int]
     part_rows: list[int]
     dim: int
@@ -127,7 +126,7 @@ def _project_job(dataset: Location, manifest: Manifest, spec: SampleSpec, reduce
     for table in read_rows(dataset, manifest, spec.feature_stop(manifest), counter=counter):
         table = sampled_rows(table, spec)
         reduced.append(reducer.transform(embedding_matrix(table)))
-        keys.append(table.select(list(KEYS)))
+        keys.append(table.select(list(KEY_COLUMNS)))
         numbers.append(table.drop_columns(["embedding", "question_id", "span"]))
     return pa.concat_tables(keys), pa.concat_tables(numbers), np.concatenate(reduced), counter.count
 
