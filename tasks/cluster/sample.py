@@ -81,20 +81,31 @@ class Sample:
             yield part.result()
 
 
-def uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int) -> np.ndarray:
-    """A number in [0, 1) per row from (feature_id, layer, head, seed): splitmix64, independent of row order and
-    of how rows are split into shards."""
+def _splitmix(feature_id: np.ndarray, within: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per row from its feature, `within` (an integer below 2**20 that tells the feature's rows
+    apart) and the seed: splitmix64, independent of row order and of how rows are split into shards."""
     with np.errstate(over="ignore"):
-        z = (feature_id.astype(np.uint64) << np.uint64(20)) ^ (layer.astype(np.uint64) << np.uint64(10))
-        z = z ^ head.astype(np.uint64) ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+        z = (feature_id.astype(np.uint64) << np.uint64(20)) ^ within
+        z = z ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def row_uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded number in [0, 1) per row from its (feature_id, layer, head): the sample's draws."""
+    return _splitmix(feature_id, (layer.astype(np.uint64) << np.uint64(10)) ^ head.astype(np.uint64), seed)
+
+
+def slot_uniform(feature_id: np.ndarray, slot: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded number in [0, 1) per row from its (feature_id, slot), a slot being layer * heads + head: an order
+    of each head's rows by feature, the same whatever the row order or shards."""
+    return _splitmix(feature_id, slot.astype(np.uint64) << np.uint64(10), seed)
+
+
 def _uniform_of(table: pa.Table, seed: int) -> np.ndarray:
-    return uniform(table["feature_id"].to_numpy(), table["layer"].to_numpy(), table["head"].to_numpy(), seed)
+    return row_uniform(table["feature_id"].to_numpy(), table["layer"].to_numpy(), table["head"].to_numpy(), seed)
 
 
 def sampled_rows(table: pa.Table, spec: SampleSpec) -> pa.Table:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from tasks.cluster.sample import uniform
+from tasks.cluster.sample import slot_uniform
 
 PERMUTATION_CHUNK = 100  # permutations evaluated per matrix product
 
@@ -22,8 +22,7 @@ def cosine_distance(mean_a: np.ndarray, mean_b: np.ndarray) -> np.ndarray:
 def per_head_rows(feature_id: np.ndarray, slot: np.ndarray, n_slots: int, most: int, seed: int) -> list[np.ndarray]:
     """For each slot, the indices of at most `most` of its rows, a seeded choice by feature (the same features
     whatever the row order or shards)."""
-    u = uniform(feature_id, slot, np.zeros_like(slot), seed)
-    order = np.lexsort((u, slot))
+    order = np.lexsort((slot_uniform(feature_id, slot, seed), slot))
     starts = np.searchsorted(slot[order], np.arange(n_slots + 1))
     return [order[starts[s]:min(starts[s + 1], starts[s] + most)] for s in range(n_slots)]
 
