@@ -8,8 +8,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from tasks.cluster.sample import slot_uniform
-
-PERMUTATION_CHUNK = 100  # permutations evaluated per matrix product
+from tasks.research.statistics import swap_signs
 
 
 def cosine_distance(mean_a: np.ndarray, mean_b: np.ndarray) -> np.ndarray:
@@ -27,12 +26,6 @@ def per_head_rows(feature_id: np.ndarray, slot: np.ndarray, n_slots: int, most: 
     return [order[starts[s]:min(starts[s + 1], starts[s] + most)] for s in range(n_slots)]
 
 
-def _paired_signs(rng: np.random.Generator, count: int, n: int) -> np.ndarray:
-    """(count, 2n): for each permutation, +1 / -1 per pair on the A half and the opposite on the B half."""
-    signs = rng.choice([-1.0, 1.0], size=(count, n))
-    return np.hstack([signs, -signs])
-
-
 def energy_test(a: np.ndarray, b: np.ndarray, permutations: int, seed: int) -> tuple[float, float]:
     """(energy distance, p-value) between paired rows a[i], b[i]: 2 E|a - b'| - E|a - a'| - E|b - b'| over all
     pairs of rows, and (1 + permutations at least as large) / (1 + permutations), each permutation swapping a[i]
@@ -47,9 +40,9 @@ def energy_test(a: np.ndarray, b: np.ndarray, permutations: int, seed: int) -> t
 
     observed = float(energy(np.hstack([np.ones(n), -np.ones(n)])[None])[0])
     tolerance = 1e-9 * (abs(observed) + distances.mean())
-    rng, extreme = np.random.default_rng(seed), 0
-    for start in range(0, permutations, PERMUTATION_CHUNK):
-        drawn = energy(_paired_signs(rng, min(PERMUTATION_CHUNK, permutations - start), n))
+    extreme = 0
+    for signs in swap_signs(n, permutations, seed):  # +1 / -1 per pair on the A half, the opposite on the B half
+        drawn = energy(np.hstack([signs, -signs]))
         extreme += int((drawn >= observed - tolerance).sum())
     return observed, (1 + extreme) / (1 + permutations)
 
