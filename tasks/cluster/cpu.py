@@ -6,24 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from tasks.cluster.backend import KMeansFit
 from tasks.cluster.dbscan import agreement_on_subsample, settled_grid
 from tasks.cluster.density import kth_neighbour_distances
-
-KMEANS_SEED_ROWS = 20_000  # k-means++ seeds on at most this many rows (seeding cost grows with n x k)
-
-
-def kmeans_fit(X: np.ndarray, k: int, seed: int, seed_rows: int = KMEANS_SEED_ROWS) -> KMeansFit:
-    """scikit-learn KMeans (Lloyd, one run). Up to `seed_rows` rows it is exactly KMeans(random_state=seed);
-    above, k-means++ picks its seeds among a seeded choice of `seed_rows` rows, and Lloyd runs on all rows."""
-    from sklearn.cluster import KMeans, kmeans_plusplus
-
-    init: str | np.ndarray = "k-means++"
-    if len(X) > seed_rows:
-        rows = np.random.RandomState(seed).choice(len(X), seed_rows, replace=False)
-        init = kmeans_plusplus(X[rows], k, random_state=seed)[0]
-    model = KMeans(n_clusters=k, init=init, random_state=seed, n_init=1).fit(X)
-    return KMeansFit(k, model.labels_.astype(np.int64), model.cluster_centers_)
+from tasks.cluster.kmeans import kmeans_fit
 
 
 def _silhouette_job(X: np.ndarray, labels: np.ndarray) -> float:

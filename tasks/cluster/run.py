@@ -12,6 +12,7 @@ import pandas as pd
 
 from tasks.cluster.backend import ClusterBackend, KMeansFit
 from tasks.cluster.dbscan import DbscanMethod, DensitySettings
+from tasks.cluster.kmeans import capped_rows
 from tasks.cluster.labels import NOISE, cluster_sizes, inertia, mean_distance, nearest_centre
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.cluster.sample import Sample
@@ -27,7 +28,7 @@ def kmeans_fits(backend: ClusterBackend, X: np.ndarray, ks: Sequence[int], seed:
     then every row labelled by its nearest centre."""
     if len(X) <= max_rows:
         return backend.kmeans(X, ks, seed)
-    rows = np.sort(np.random.RandomState(seed).choice(len(X), max_rows, replace=False))
+    rows = capped_rows(len(X), max_rows, seed)
     return [KMeansFit(fit.k, nearest_centre(X, fit.centres), fit.centres) for fit in backend.kmeans(X[rows], ks, seed)]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.cluster.cpu import kmeans_fit
+from tasks.cluster.kmeans import capped_rows, kmeans_fit
 from tasks.cluster.labels import nearest_centre
 from tasks.research.statistics import swap_signs
 
@@ -21,7 +21,7 @@ def joint_labels(reduced_a: np.ndarray, reduced_b: np.ndarray, k: int, seed: int
     if 2 * n <= max_rows:
         labels = kmeans_fit(np.vstack([reduced_a, reduced_b]), k, seed).labels
         return labels[:n], labels[n:]
-    rows = np.sort(np.random.RandomState(seed).choice(2 * n, max_rows, replace=False))
+    rows = capped_rows(2 * n, max_rows, seed)
     centres = kmeans_fit(np.vstack([reduced_a[rows[rows < n]], reduced_b[rows[rows >= n] - n]]), k, seed).centres
     return nearest_centre(reduced_a, centres), nearest_centre(reduced_b, centres)
 

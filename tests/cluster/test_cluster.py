@@ -13,10 +13,11 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-from tasks.cluster.cpu import CpuBackend, kmeans_fit
+from tasks.cluster.cpu import CpuBackend
 from tasks.cluster.dask_cluster import SMALL_INPUT_BYTES, dask_cluster, local_processes
 from tasks.cluster.dbscan import DensitySettings
 from tasks.cluster.gpus import choose_backend
+from tasks.cluster.kmeans import kmeans_fit
 from tasks.cluster.labels import NOISE, inertia
 from tasks.cluster.reducer import fit_reducer
 from tasks.cluster.run import dbscan_grid, k_search, kmeans_fits, recluster_largest, suggest_eps
