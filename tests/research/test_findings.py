@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tasks.research.findings import Rows, dominant_cluster, satellite_evenness, small_clusters
-from tasks.research.heads import Resampling, head_clusters_table, heads_table
+from tasks.research.heads import Resampling, cluster_share_grid, head_clusters_table, heads_table
 from tasks.research.roles import RoleRules
 
 LAYERS, HEADS, FEATURES = 6, 4, 60
@@ -90,6 +90,19 @@ def test_heads_table_consistency_dominant_cluster_and_qa_test():
     long = head_clusters_table(rows, labels, LAYERS, HEADS)
     assert np.allclose(long.groupby(["clustering", "layer", "head"])["share"].sum(), 1)
     assert long["rows"].sum() == 2 * len(rows)
+
+
+def test_cluster_share_grid_is_the_long_tables_share():
+    rows = _rows().iloc[:-HEADS]  # the last feature lacks layer 5: its heads hold one row fewer
+    labels = _planted(rows)
+    long = head_clusters_table(rows, {"dbscan": labels}, LAYERS, HEADS).set_index(["cluster", "layer", "head"])
+    for cluster in [-1, 0, 1, 2]:
+        grid = cluster_share_grid(rows, labels, cluster, LAYERS, HEADS)
+        expected = np.zeros((LAYERS, HEADS))
+        for (layer, head), share in long.loc[cluster, "share"].items():
+            expected[layer, head] = share
+        assert np.array_equal(grid, expected), cluster
+    assert (cluster_share_grid(rows, labels, 7, LAYERS, HEADS) == 0).all()  # a cluster no row is in
 
 
 def test_findings_read_as_sentences_without_noise():
