@@ -95,7 +95,8 @@ def test_heads_table_consistency_dominant_cluster_and_qa_test():
 def test_cluster_share_grid_is_the_long_tables_share():
     rows = _rows().iloc[:-HEADS]  # the last feature lacks layer 5: its heads hold one row fewer
     labels = _planted(rows)
-    long = head_clusters_table(rows, {"dbscan": labels}, LAYERS, HEADS).set_index(["cluster", "layer", "head"])
+    long = head_clusters_table(rows, {"dbscan": labels}, LAYERS, HEADS)
+    long = long.set_index(["cluster", "layer", "head"]).sort_index()
     for cluster in [-1, 0, 1, 2]:
         grid = cluster_share_grid(rows, labels, cluster, LAYERS, HEADS)
         expected = np.zeros((LAYERS, HEADS))
