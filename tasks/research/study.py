@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tasks.cluster.clusterings import Clustering, is_kmeans, reclustered
 from tasks.cluster.dbscan import DbscanMethod
 from tasks.research.agreement import agreement_table, clusters_by_pattern, row_references
 from tasks.research.findings import Finding, Rows, dominant_cluster, satellite_evenness, small_clusters
@@ -52,13 +53,13 @@ def _finding(key: str, text: str, numbers: tuple | None, evidence: str) -> Findi
 def original_findings(rows: Rows, labels: dict[str, np.ndarray], s: StudySettings) -> tuple[list[Finding], pd.DataFrame]:
     """Findings 1-3 of the original study as numbers, and finding 2's per-cluster table."""
     boot, seed = s.resampling.bootstrap, s.resampling.seed
-    dbscan = labels["dbscan"]
+    dbscan = labels[Clustering.DBSCAN]
     first = dominant_cluster(rows, dbscan, boot, seed)
     noise = (f"against {_ci(first['noise_layer'])} for the noise (the noise minus the dominant cluster: "
              f"{_ci(first['layer_gap'])} layers)" if np.isfinite(first["noise_layer"][0]) else "and no row is noise")
     findings = [_finding("dominant-cluster", f"DBSCAN leaves one dominant cluster holding {_ci(first['share'], True)} of "
                          f"the rows; its rows' mean layer is {_ci(first['layer'])} {noise}.",
-                         first["share"], "section dbscan; heads.parquet (dominant_dbscan)")]
+                         first["share"], f"section {Clustering.DBSCAN}; heads.parquet (dominant_{Clustering.DBSCAN})")]
     table, shares = small_clusters(rows, dbscan, s.small_clusters, boot, seed)
     if shares:
         context = ("" if rows.context is None else f", {_ci(shares['context_share'], True)} from one context (article "
@@ -67,26 +68,26 @@ def original_findings(rows: Rows, labels: dict[str, np.ndarray], s: StudySetting
                                  f"hold on average {_ci(shares['head_share'], True)} of their rows from one head"
                                  f"{context}; {_ci(shares['adjacent_pair_share'], True)} of their member pairs are "
                                  "adjacent features.", shares["head_share"], "small_clusters.parquet"))
-    satellites = satellite_evenness(rows, labels["kmeans_r1"], boot, seed) if "kmeans_r1" in labels else None
+    first_level = reclustered(1)
+    satellites = satellite_evenness(rows, labels[first_level], boot, seed) if first_level in labels else None
     if satellites:
         k, numbers = satellites
         findings.append(_finding("satellites", f"Re-clustering the largest KMeans cluster gives {k} satellite clusters "
                                  f"whose heads are spread with a mean evenness of {_ci(numbers)} (normalised entropy "
                                  "of their heads: 1 when every head is equally present, 0 for a single head).",
-                                 numbers, "section kmeans_r1; head_clusters.parquet"))
+                                 numbers, f"section {first_level}; head_clusters.parquet"))
     return findings, table
 
 
 def head_findings(heads: pd.DataFrame, agreement: pd.DataFrame, n_slots: int) -> list[Finding]:
     """Findings on the heads: consistency, roles, agreement with layer and head, QA-specific heads."""
     findings = []
-    share = heads["dominant_share_dbscan"]
-    consistent = int((share > 0.5).sum())
-    median = (heads["consistency_dbscan"].median(), heads["consistency_dbscan_low"].median(),
-              heads["consistency_dbscan_high"].median())
+    consistency = f"consistency_{Clustering.DBSCAN}"
+    consistent = int((heads[f"dominant_share_{Clustering.DBSCAN}"] > 0.5).sum())
+    median = (heads[consistency].median(), heads[f"{consistency}_low"].median(), heads[f"{consistency}_high"].median())
     findings.append(_finding("consistency", f"{consistent} of {n_slots} heads put more than half of their maps in one "
                              f"DBSCAN cluster; the median head consistency is {_ci(median)}.", median,
-                             "heads.parquet (consistency_dbscan); figure heads-consistency"))
+                             f"heads.parquet ({consistency}); figure heads-consistency"))
     if "roles" in heads:
         counts = {role: int(heads["roles"].str.contains(role, regex=False).sum()) for role in available_roles(
             [c.removeprefix("mean_") for c in heads.columns if c.startswith("mean_")])}
@@ -95,7 +96,7 @@ def head_findings(heads: pd.DataFrame, agreement: pd.DataFrame, n_slots: int) ->
         pattern = f"; the most common pattern is {patterns.index[0]} ({patterns.iloc[0]} heads)" if len(patterns) else ""
         findings.append(_finding("roles", f"By Clark's rule (more than half of a head's attention on one target): {named} "
                                  f"heads{pattern}.", None, "heads.parquet (roles, pattern); figure heads-roles"))
-    dbscan = agreement[agreement["clustering"] == "dbscan"].set_index("against")
+    dbscan = agreement[agreement["clustering"] == Clustering.DBSCAN].set_index("against")
     parts = ", ".join(f"{against} NMI {row.nmi:.2f} (ARI {row.ari:.2f})" for against, row in dbscan.iterrows())
     findings.append(_finding("agreement", f"DBSCAN's clusters against what each row is: {parts}.", None,
                              "agreement.parquet"))
@@ -130,7 +131,7 @@ def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[st
     stability = []
     resamples, seed = settings.stability_resamples, settings.resampling.seed
     for name, values in labels.items():
-        if name.startswith("kmeans"):
+        if is_kmeans(name):
             record = kmeans_stability(reduced, values, facts_rows.feature_id, int(params[name]["k"]), resamples, seed,
                                       settings.kmeans_rows)
         elif params[name]["method"] == DbscanMethod.EXACT:
