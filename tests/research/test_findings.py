@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.research.findings import Rows, dominant_cluster, satellite_evenness, small_clusters
+from tasks.research.findings import Rows, StudyFinding, dominant_cluster, satellite_evenness, small_clusters
 from tasks.research.heads import Resampling, cluster_share_grid, head_clusters_table, heads_table
 from tasks.research.roles import RoleRules
 
@@ -113,7 +113,7 @@ def test_findings_read_as_sentences_without_noise():
     labels = {"dbscan": np.where(rows["layer"] <= 3, 0, 1)}  # two clusters, no noise
     settings = StudySettings(RoleRules(), Resampling(50, 100, 0), stability_resamples=2, kmeans_rows=10_000)
     findings, _ = original_findings(_facts_rows(rows), labels, settings)
-    assert findings[0].key == "dominant-cluster" and "no row is noise" in findings[0].text
+    assert findings[0].key == StudyFinding.DOMINANT_CLUSTER and "no row is noise" in findings[0].text
     assert " nan " not in findings[0].text and findings[0].value == pytest.approx(4 / 6)
 
 
