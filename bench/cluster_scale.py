@@ -27,6 +27,7 @@ from synthetic import HEADS, LAYERS, planted_groups, write_synthetic
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a loaded 2-core machine
 from flows.cluster import cluster  # noqa: E402
+from tasks.cluster.clusterings import Clustering  # noqa: E402
 from tasks.config import ClusterConfig  # noqa: E402
 
 GB = 2**30
@@ -79,7 +80,7 @@ def run_size(rows: int, args: argparse.Namespace, work: Path) -> dict:
         seconds = time.perf_counter() - started
     summary = result["summary"]
     shutil.rmtree(dataset, ignore_errors=True)
-    labels = pd.read_parquet(Path(config.out) / "labels.parquet", columns=["feature_id", "layer", "head", "dbscan"])
+    labels = pd.read_parquet(Path(config.out) / "labels.parquet", columns=["feature_id", "layer", "head", Clustering.DBSCAN])
     planted = planted_groups(labels["feature_id"].to_numpy(), labels["layer"].to_numpy(), labels["head"].to_numpy(),
                              args.seed)
     return {
@@ -89,8 +90,8 @@ def run_size(rows: int, args: argparse.Namespace, work: Path) -> dict:
         "peak_workers_gb": sorted(round(v / GB, 2) for v in memory.peak_children.values()),
         "worker_processes_seen": len(memory.peak_children), "peak_all_gb": round(memory.peak_total / GB, 2),
         "bytes_read_gb": round(summary["bytes_read"] / GB, 3), "bytes_selected_gb": round(summary["bytes_selected"] / GB, 3),
-        "dbscan": summary["clusterings"]["dbscan"], "kmeans_k": summary["chosen_k"],
-        "dbscan_ari_vs_planted": round(float(adjusted_rand_score(planted, labels["dbscan"])), 4),
+        "dbscan": summary["clusterings"][Clustering.DBSCAN], "kmeans_k": summary["chosen_k"],
+        "dbscan_ari_vs_planted": round(float(adjusted_rand_score(planted, labels[Clustering.DBSCAN])), 4),
     }
 
 

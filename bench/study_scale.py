@@ -19,6 +19,7 @@ import psutil
 from cluster_scale import GB, TreeMemory
 from synthetic import HEADS, LATENT, LAYERS, _latent, planted_groups
 
+from tasks.cluster.clusterings import Clustering, reclustered
 from tasks.cluster.dbscan import DbscanMethod
 from tasks.extract.maps import STATISTICS
 from tasks.research.heads import Resampling
@@ -38,8 +39,9 @@ def inputs(rows: int, seed: int) -> tuple[pd.DataFrame, dict, dict, np.ndarray, 
     group = planted_groups(keys[:, 0], keys[:, 1], keys[:, 2], seed)
     reduced = (_latent(features, rng, seed) @ rng.normal(size=(LATENT, 50))).astype(np.float32)
     kmeans = np.where(group > 0, 1, 0)
-    labels = {"kmeans": kmeans, "dbscan": group, "kmeans_r1": np.where(kmeans == 0, keys[:, 0] % 4, -1)}
-    params = {"kmeans": {"k": 2}, "dbscan": {"method": DbscanMethod.SAMPLED}, "kmeans_r1": {"k": 4}}
+    kmeans_r1 = reclustered(1)
+    labels = {Clustering.KMEANS: kmeans, Clustering.DBSCAN: group, kmeans_r1: np.where(kmeans == 0, keys[:, 0] % 4, -1)}
+    params = {Clustering.KMEANS: {"k": 2}, Clustering.DBSCAN: {"method": DbscanMethod.SAMPLED}, kmeans_r1: {"k": 4}}
     facts = pd.DataFrame({"feature_id": features, "context": features // 4, "answerable": features % 3 != 0})
     return frame, labels, params, reduced, facts
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tasks.cluster.sample import uniform
+from tasks.cluster.sample import row_uniform
 from tasks.storage.dataset import ensure_dataset_record
 from tasks.storage.location import Location
 from tasks.storage.records import FORMAT, DatasetRecord
@@ -31,8 +31,8 @@ def planted_groups(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, 
     satellite of heads with (layer * HEADS + head) % 24 == group - 1 (90% of their rows), else 0, the dense
     cluster."""
     slot = layer.astype(np.int64) * HEADS + head
-    group = np.where((slot % 24 < SATELLITES) & (uniform(feature_id, layer, head, seed) < 0.9), slot % 24 + 1, 0)
-    return np.where(uniform(feature_id, layer, head, seed + 1) < NOISE, -1, group)
+    group = np.where((slot % 24 < SATELLITES) & (row_uniform(feature_id, layer, head, seed) < 0.9), slot % 24 + 1, 0)
+    return np.where(row_uniform(feature_id, layer, head, seed + 1) < NOISE, -1, group)
 
 
 def _latent(features: np.ndarray, rng: np.random.Generator, seed: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Extraction flow: SQuAD v2 -> BERT attentions -> ResNet-50 embeddings -> published Parquet shards.
 
-`python flows/extract.py` runs the embedded sample offline; `--help` lists the flags."""
+`python flows/extract.py` runs the shipped `demo` sample offline; `--help` lists the flags."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The whole study in one flow run: extraction, then clustering and the report, as two subflows.
 
-`python flows/full.py` runs the embedded sample offline and prints the report's path; it takes every flag of
+`python flows/full.py` runs the shipped `demo` sample offline and prints the report's path; it takes every flag of
 flows/extract.py and flows/cluster.py (the dataset clustered is the one extracted to --dest)."""
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The interface every clustering backend implements (CPU: scikit-learn on Dask workers; GPU: cuML)."""
+"""The interface every clustering backend implements (CPU: scikit-learn on Dask workers; GPU: cuML).
+
+Every method takes NumPy arrays in host memory of the flow process (the process holding the Dask client) and
+returns NumPy arrays in host memory there, or plain records; each implementation's docstrings say where the data
+goes in between and where the work runs (the flow process, which Dask worker, how many threads, which GPU)."""
 
 from __future__ import annotations
 
@@ -13,12 +17,16 @@ from tasks.cluster.dbscan import DensitySettings
 
 @dataclass
 class KMeansFit:
+    """One KMeans fit, in host memory: its k, each row's cluster and the centres."""
+
     k: int
     labels: np.ndarray  # int64 (n,)
     centres: np.ndarray  # (k, d)
 
 
 class ClusterBackend(Protocol):
+    """Clustering on a Dask client's workers: host arrays in, host arrays out."""
+
     name: str
 
     def kmeans(self, X: np.ndarray, ks: Sequence[int], seed: int) -> list[KMeansFit]:

@@ -1,4 +1,8 @@
-"""The CPU backend: scikit-learn and the chunked density methods as jobs on the Dask workers."""
+"""The CPU backend: scikit-learn and the chunked density methods as jobs on the Dask workers.
+
+The workers are processes, each started with one BLAS and OpenMP thread (on this machine, or an existing
+scheduler's), or, for small local inputs, threads of the flow process (tasks.cluster.dask_cluster). Inputs are sent to the workers from the flow process's host memory;
+results come back there as NumPy arrays. Nothing runs on a GPU."""
 
 from __future__ import annotations
 
@@ -6,27 +10,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from tasks.cluster.backend import KMeansFit
 from tasks.cluster.dbscan import agreement_on_subsample, settled_grid
 from tasks.cluster.density import kth_neighbour_distances
-
-KMEANS_SEED_ROWS = 20_000  # k-means++ seeds on at most this many rows (seeding cost grows with n x k)
-
-
-def kmeans_fit(X: np.ndarray, k: int, seed: int, seed_rows: int = KMEANS_SEED_ROWS) -> KMeansFit:
-    """scikit-learn KMeans (Lloyd, one run). Up to `seed_rows` rows it is exactly KMeans(random_state=seed);
-    above, k-means++ picks its seeds among a seeded choice of `seed_rows` rows, and Lloyd runs on all rows."""
-    from sklearn.cluster import KMeans, kmeans_plusplus
-
-    init: str | np.ndarray = "k-means++"
-    if len(X) > seed_rows:
-        rows = np.random.RandomState(seed).choice(len(X), seed_rows, replace=False)
-        init = kmeans_plusplus(X[rows], k, random_state=seed)[0]
-    model = KMeans(n_clusters=k, init=init, random_state=seed, n_init=1).fit(X)
-    return KMeansFit(k, model.labels_.astype(np.int64), model.cluster_centers_)
+from tasks.cluster.kmeans import kmeans_fit
 
 
 def _silhouette_job(X: np.ndarray, labels: np.ndarray) -> float:
+    """scikit-learn's silhouette score, on the worker that runs the job, with that worker's threads."""
     from sklearn.metrics import silhouette_score
 
     return float(silhouette_score(X, labels))
@@ -41,8 +31,9 @@ def with_threads(threads: int, job, *args):
 
 
 class CpuBackend:
-    """scikit-learn and the chunked density methods on the Dask workers: independent fits (k values, grid
-    cells) run side by side."""
+    """scikit-learn and the chunked density methods on the Dask workers: independent fits (k values) run side by
+    side, one per worker thread; a job that shares one pass between its parts (the DBSCAN grid) runs on one worker
+    with as many threads as the cluster has cores."""
 
     name = "scikit-learn on Dask CPU workers"
 
@@ -52,32 +43,42 @@ class CpuBackend:
         self.cores = max(1, sum(client.nthreads().values()))
 
     def _shared(self, X: np.ndarray):
+        """X sent from the flow process to every worker (broadcast), once for all the jobs that read it."""
         return self.client.scatter(X, broadcast=True, hash=False)
 
     def _one(self, job, *args):
+        """`job(*args)` as one task on a worker the scheduler picks; its result comes back to the flow process."""
         return self.client.submit(job, *args, pure=False).result()
 
     def kmeans(self, X, ks, seed):
-        """A single fit runs here with every core; several fits run side by side, one per worker."""
+        """A single fit runs in the flow process on X as it is, with every core's BLAS and OpenMP threads; several
+        fits send X to every worker and run side by side, one task per k on one worker thread each, their labels
+        and centres gathered back to the flow process."""
         if len(ks) == 1:
             return [kmeans_fit(X, ks[0], seed)]
         data = self._shared(X)
         return self.client.gather([self.client.submit(kmeans_fit, data, k, seed, pure=False) for k in ks])
 
     def dbscan(self, X, cells, settings):
-        """The whole grid in one job, which shares one neighbour-counting pass between its cells and runs that
-        pass and the cells on one thread per core of the cluster."""
+        """The whole grid in one task on one worker (X sent to every worker), which shares one neighbour-counting
+        pass between its cells and runs that pass and the cells on one thread per core of the cluster; the labels
+        come back to the flow process."""
         settings = replace(settings, threads=self.cores)
         return self._one(with_threads, self.cores, settled_grid, self._shared(X), list(cells), settings)
 
     def dbscan_agreement(self, X, cell, settings):
+        """One task on one worker (X sent to every worker): exact DBSCAN and DBSCAN++ on a subsample, with one
+        thread per core of the cluster; the record comes back to the flow process."""
         return self._one(with_threads, self.cores, agreement_on_subsample, self._shared(X), cell, settings)
 
     def kth_neighbour_distance(self, queries, X, k):
+        """X sent to every worker, the queries cut into one part per worker and sent with its task; each part runs
+        on a worker thread, the distances concatenated in the flow process."""
         data = self._shared(X)
         parts = np.array_split(queries, self.workers)
         return np.concatenate(self.client.gather([
             self.client.submit(kth_neighbour_distances, part, data, k, pure=False) for part in parts]))
 
     def silhouette(self, X, labels):
+        """One task on one worker thread (X sent to every worker, the labels with the task); the score comes back."""
         return self._one(_silhouette_job, self._shared(X), labels)

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from tasks.cluster.backend import ClusterBackend, KMeansFit
+from tasks.cluster.clusterings import Clustering, reclustered
 from tasks.cluster.dbscan import DbscanMethod, DensitySettings
+from tasks.cluster.kmeans import capped_rows
 from tasks.cluster.labels import NOISE, cluster_sizes, inertia, mean_distance, nearest_centre
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.cluster.sample import Sample
@@ -27,7 +29,7 @@ def kmeans_fits(backend: ClusterBackend, X: np.ndarray, ks: Sequence[int], seed:
     then every row labelled by its nearest centre."""
     if len(X) <= max_rows:
         return backend.kmeans(X, ks, seed)
-    rows = np.sort(np.random.RandomState(seed).choice(len(X), max_rows, replace=False))
+    rows = capped_rows(len(X), max_rows, seed)
     return [KMeansFit(fit.k, nearest_centre(X, fit.centres), fit.centres) for fit in backend.kmeans(X[rows], ks, seed)]
 
 
@@ -149,21 +151,21 @@ def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig, 
 
     run = ClusteringRun(sample.reducer.explained_variance_ratio, k_table, chosen, kth, suggested, grid,
                         seconds=seconds)
-    run.labels["kmeans"], run.centres["kmeans"] = kmeans.labels, kmeans.centres
-    run.params["kmeans"] = {"k": k, "chosen_by": "config" if cfg.k else K_RULE,
-                            "fitted_on": min(n, cfg.kmeans_rows)}
-    run.labels["dbscan"] = dbscan
-    run.params["dbscan"] = {"eps": eps, "min_samples": cfg.min_samples, "method": record["method"],
-                            "core_sample": record["core_sample"], "knee_sample": len(queries),
-                            "eps_from": "config" if cfg.eps else "knee of the k-distance curve"}
+    run.labels[Clustering.KMEANS], run.centres[Clustering.KMEANS] = kmeans.labels, kmeans.centres
+    run.params[Clustering.KMEANS] = {"k": k, "chosen_by": "config" if cfg.k else K_RULE,
+                                     "fitted_on": min(n, cfg.kmeans_rows)}
+    run.labels[Clustering.DBSCAN] = dbscan
+    run.params[Clustering.DBSCAN] = {"eps": eps, "min_samples": cfg.min_samples, "method": record["method"],
+                                     "core_sample": record["core_sample"], "knee_sample": len(queries),
+                                     "eps_from": "config" if cfg.eps else "knee of the k-distance curve"}
     if record["method"] == DbscanMethod.SAMPLED:
         with timed(seconds, "DBSCAN++ agreement with exact"):
-            run.params["dbscan"]["agreement_with_exact"] = backend.dbscan_agreement(reduced, cell, settings)
+            run.params[Clustering.DBSCAN]["agreement_with_exact"] = backend.dbscan_agreement(reduced, cell, settings)
     with timed(seconds, "re-clustering"):
         levels = recluster_largest(backend, reduced, kmeans.labels, cfg.recluster_k, cfg.recluster_depth, cfg.seed,
                                    cfg.kmeans_rows)
     for depth, level in enumerate(levels, start=1):
-        name = f"kmeans_r{depth}"
+        name, parent = reclustered(depth), Clustering.KMEANS if depth == 1 else reclustered(depth - 1)
         run.labels[name], run.centres[name] = level.labels, level.centres
-        run.params[name] = {"k": cfg.recluster_k, "of": "largest cluster of " + ("kmeans" if depth == 1 else f"kmeans_r{depth - 1}")}
+        run.params[name] = {"k": cfg.recluster_k, "of": f"largest cluster of {parent}"}
     return reduced, run

@@ -23,10 +23,9 @@ from tasks.storage.faults import retrying
 from tasks.storage.location import Location
 from tasks.storage.reading import BytesRead, read_rows
 from tasks.storage.records import Manifest
-from tasks.storage.rows import embedding_matrix
+from tasks.storage.rows import KEY_COLUMNS, embedding_matrix
 from tasks.storage.shards import ShardError
 
-KEYS = ("feature_id", "question_id", "span", "layer", "head")
 FIT_GROUP_ROWS = 4  # the fit sample is drawn from row groups holding this many times its rows
 FIT_OVERSAMPLE = 1.2  # rows drawn over fit_rows, so that the seeded draw has enough to cut it to fit_rows exactly
 
@@ -66,7 +65,7 @@ class Sample:
     rows: pd.DataFrame
     reduced: np.ndarray
     reducer: Reducer
-    key_parts: list  # distributed.Future of pa.Table (KEYS), one per shard read, in row order
+    key_parts: list  # distributed.Future of pa.Table (KEY_COLUMNS), one per shard read, in row order
     part_shards: list[int]
     part_rows: list[int]
     dim: int
@@ -82,20 +81,31 @@ class Sample:
             yield part.result()
 
 
-def uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int) -> np.ndarray:
-    """A number in [0, 1) per row from (feature_id, layer, head, seed): splitmix64, independent of row order and
-    of how rows are split into shards."""
+def _splitmix(feature_id: np.ndarray, within: np.ndarray, seed: int) -> np.ndarray:
+    """A number in [0, 1) per row from its feature, `within` (an integer below 2**20 that tells the feature's rows
+    apart) and the seed: splitmix64, independent of row order and of how rows are split into shards."""
     with np.errstate(over="ignore"):
-        z = (feature_id.astype(np.uint64) << np.uint64(20)) ^ (layer.astype(np.uint64) << np.uint64(10))
-        z = z ^ head.astype(np.uint64) ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
+        z = (feature_id.astype(np.uint64) << np.uint64(20)) ^ within
+        z = z ^ (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+def row_uniform(feature_id: np.ndarray, layer: np.ndarray, head: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded number in [0, 1) per row from its (feature_id, layer, head): the sample's draws."""
+    return _splitmix(feature_id, (layer.astype(np.uint64) << np.uint64(10)) ^ head.astype(np.uint64), seed)
+
+
+def slot_uniform(feature_id: np.ndarray, slot: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded number in [0, 1) per row from its (feature_id, slot), a slot being layer * heads + head: an order
+    of each head's rows by feature, the same whatever the row order or shards."""
+    return _splitmix(feature_id, slot.astype(np.uint64) << np.uint64(10), seed)
+
+
 def _uniform_of(table: pa.Table, seed: int) -> np.ndarray:
-    return uniform(table["feature_id"].to_numpy(), table["layer"].to_numpy(), table["head"].to_numpy(), seed)
+    return row_uniform(table["feature_id"].to_numpy(), table["layer"].to_numpy(), table["head"].to_numpy(), seed)
 
 
 def sampled_rows(table: pa.Table, spec: SampleSpec) -> pa.Table:
@@ -127,7 +137,7 @@ def _project_job(dataset: Location, manifest: Manifest, spec: SampleSpec, reduce
     for table in read_rows(dataset, manifest, spec.feature_stop(manifest), counter=counter):
         table = sampled_rows(table, spec)
         reduced.append(reducer.transform(embedding_matrix(table)))
-        keys.append(table.select(list(KEYS)))
+        keys.append(table.select(list(KEY_COLUMNS)))
         numbers.append(table.drop_columns(["embedding", "question_id", "span"]))
     return pa.concat_tables(keys), pa.concat_tables(numbers), np.concatenate(reduced), counter.count
 

@@ -13,10 +13,10 @@ from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
 from tasks.storage.reading import read_rows
 from tasks.storage.records import DatasetRecord, Manifest
+from tasks.storage.rows import KEY_COLUMNS
 from tasks.storage.shards import select_manifests
 
 WINDOWS = ("max_length", "doc_stride", "max_query_length")  # the config fields that cut contexts into features
-KEY_COLUMNS = ("feature_id", "question_id", "span", "layer", "head")
 
 
 class AlignmentError(InputError):

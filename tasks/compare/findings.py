@@ -5,6 +5,7 @@ rows changed cluster, which roles came and went, and the largest change of a per
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,16 @@ from tasks.config import CompareConfig
 from tasks.research.findings import Finding
 
 HEADS_NAMED = 10  # heads listed by name in a finding
+
+
+class CompareFinding(StrEnum):
+    """The keys of a comparison's findings, as its summary.json records them."""
+
+    DEPTH = "depth"
+    CHANGED_HEADS = "changed_heads"
+    MIGRATION = "migration"
+    ROLES = "roles"
+    STATISTIC = "statistic"
 
 
 def _interval(estimate: float, low: float, high: float) -> str:
@@ -55,8 +66,8 @@ def depth_finding(comparison: Comparison, cfg: CompareConfig) -> Finding | None:
     text = (f"The {most} third of the layers changed most. Mean distance between a feature's A and B rows in the "
             f"joint PCA space, by thirds of the layers: {'; '.join(parts)}; last minus first "
             f"{_interval(estimate[3], low[3], high[3])}.")
-    return Finding(key="depth", text=text, value=float(estimate[3]), low=float(low[3]), high=float(high[3]),
-                   evidence="layers.csv: displacement; compare.csv: displacement")
+    return Finding(key=CompareFinding.DEPTH, text=text, value=float(estimate[3]), low=float(low[3]),
+                   high=float(high[3]), evidence="layers.csv: displacement; compare.csv: displacement")
 
 
 def smallest_p(features: int, permutations: int) -> float:
@@ -76,7 +87,8 @@ def changed_heads_finding(heads: pd.DataFrame, features: int, cfg: CompareConfig
     text = (f"{len(changed)} of {len(heads)} heads changed: their rows in B are further from their rows in A than "
             f"swapping A and B within features gives (energy distance, Benjamini-Hochberg q < {cfg.alpha:g}, "
             f"{cfg.permutations} permutations){': ' + listed + more if listed else ''}.{limit}")
-    return Finding(key="changed_heads", text=text, value=len(changed) / max(len(heads), 1), low=None, high=None,
+    return Finding(key=CompareFinding.CHANGED_HEADS, text=text, value=len(changed) / max(len(heads), 1), low=None,
+                   high=None,
                    evidence="compare.csv: energy_distance, energy_p, energy_q, changed")
 
 
@@ -92,7 +104,7 @@ def migration_finding(comparison: Comparison, cfg: CompareConfig) -> Finding:
             f"the rows of both datasets are clustered together (KMeans, k = {cfg.k}); most in layer "
             f"{int(top['layer'])}: {_interval(top['migration'], top['migration_low'], top['migration_high'])}. "
             f"{migrated} heads' cluster shares changed (permutation q < {cfg.alpha:g}).")
-    return Finding(key="migration", text=text, value=float(estimate[0, column]), low=float(low[0, column]),
+    return Finding(key=CompareFinding.MIGRATION, text=text, value=float(estimate[0, column]), low=float(low[0, column]),
                    high=float(high[0, column]), evidence="compare.csv: migration, cluster_shift_q, migrated; layers.csv")
 
 
@@ -105,7 +117,7 @@ def roles_finding(heads: pd.DataFrame) -> Finding | None:
     text += f": {', '.join(changes[:HEADS_NAMED])}" + (" ..." if len(changes) > HEADS_NAMED else "") if changes else ""
     if "pattern_a" in heads:
         text += f"; {int((heads['pattern_a'] != heads['pattern_b']).sum())} changed their most common pattern"
-    return Finding(key="roles", text=text + ".", value=float(len(changes)), low=None, high=None,
+    return Finding(key=CompareFinding.ROLES, text=text + ".", value=float(len(changes)), low=None, high=None,
                    evidence="compare.csv: roles_a, roles_b, roles_gained, roles_lost, pattern_a, pattern_b")
 
 
@@ -121,7 +133,7 @@ def statistic_finding(layers: pd.DataFrame) -> Finding | None:
     row = layers.loc[values[column].idxmax()]
     text = (f"The largest change of a per-map statistic: {column.removeprefix('delta_')} in layer "
             f"{int(row['layer'])}, mean B minus A {_interval(row[column], row[column + '_low'], row[column + '_high'])}.")
-    return Finding(key="statistic", text=text, value=float(row[column]), low=float(row[column + "_low"]),
+    return Finding(key=CompareFinding.STATISTIC, text=text, value=float(row[column]), low=float(row[column + "_low"]),
                    high=float(row[column + "_high"]), evidence=f"layers.csv: {column}; compare.csv: {column}")
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.cluster.cpu import kmeans_fit
+from tasks.cluster.kmeans import capped_rows, kmeans_fit
 from tasks.cluster.labels import nearest_centre
-
-PERMUTATION_CHUNK = 100
+from tasks.research.statistics import swap_signs
 
 
 def joint_labels(reduced_a: np.ndarray, reduced_b: np.ndarray, k: int, seed: int, max_rows: int
@@ -22,7 +21,7 @@ def joint_labels(reduced_a: np.ndarray, reduced_b: np.ndarray, k: int, seed: int
     if 2 * n <= max_rows:
         labels = kmeans_fit(np.vstack([reduced_a, reduced_b]), k, seed).labels
         return labels[:n], labels[n:]
-    rows = np.sort(np.random.RandomState(seed).choice(2 * n, max_rows, replace=False))
+    rows = capped_rows(2 * n, max_rows, seed)
     centres = kmeans_fit(np.vstack([reduced_a[rows[rows < n]], reduced_b[rows[rows >= n] - n]]), k, seed).centres
     return nearest_centre(reduced_a, centres), nearest_centre(reduced_b, centres)
 
@@ -40,9 +39,8 @@ def share_shift_test(labels_a: np.ndarray, labels_b: np.ndarray, k: int, permuta
     change[np.arange(len(moved)), labels_a[moved]] += 1
     change[np.arange(len(moved)), labels_b[moved]] -= 1
     observed = 0.5 * np.abs(change.sum(0)).sum() / len(labels_a)
-    rng, extreme = np.random.default_rng(seed), 0
-    for start in range(0, permutations, PERMUTATION_CHUNK):
-        signs = rng.choice([-1.0, 1.0], size=(min(PERMUTATION_CHUNK, permutations - start), len(moved)))
+    extreme = 0
+    for signs in swap_signs(len(moved), permutations, seed):
         drawn = 0.5 * np.abs(signs @ change).sum(1) / len(labels_a)
         extreme += int((drawn >= observed - 1e-12).sum())
     return float(observed), (1 + extreme) / (1 + permutations)

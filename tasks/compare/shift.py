@@ -7,9 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from tasks.cluster.sample import uniform
-
-PERMUTATION_CHUNK = 100  # permutations evaluated per matrix product
+from tasks.cluster.sample import slot_uniform
+from tasks.research.statistics import swap_signs
 
 
 def cosine_distance(mean_a: np.ndarray, mean_b: np.ndarray) -> np.ndarray:
@@ -22,16 +21,9 @@ def cosine_distance(mean_a: np.ndarray, mean_b: np.ndarray) -> np.ndarray:
 def per_head_rows(feature_id: np.ndarray, slot: np.ndarray, n_slots: int, most: int, seed: int) -> list[np.ndarray]:
     """For each slot, the indices of at most `most` of its rows, a seeded choice by feature (the same features
     whatever the row order or shards)."""
-    u = uniform(feature_id, slot, np.zeros_like(slot), seed)
-    order = np.lexsort((u, slot))
+    order = np.lexsort((slot_uniform(feature_id, slot, seed), slot))
     starts = np.searchsorted(slot[order], np.arange(n_slots + 1))
     return [order[starts[s]:min(starts[s + 1], starts[s] + most)] for s in range(n_slots)]
-
-
-def _paired_signs(rng: np.random.Generator, count: int, n: int) -> np.ndarray:
-    """(count, 2n): for each permutation, +1 / -1 per pair on the A half and the opposite on the B half."""
-    signs = rng.choice([-1.0, 1.0], size=(count, n))
-    return np.hstack([signs, -signs])
 
 
 def energy_test(a: np.ndarray, b: np.ndarray, permutations: int, seed: int) -> tuple[float, float]:
@@ -48,9 +40,9 @@ def energy_test(a: np.ndarray, b: np.ndarray, permutations: int, seed: int) -> t
 
     observed = float(energy(np.hstack([np.ones(n), -np.ones(n)])[None])[0])
     tolerance = 1e-9 * (abs(observed) + distances.mean())
-    rng, extreme = np.random.default_rng(seed), 0
-    for start in range(0, permutations, PERMUTATION_CHUNK):
-        drawn = energy(_paired_signs(rng, min(PERMUTATION_CHUNK, permutations - start), n))
+    extreme = 0
+    for signs in swap_signs(n, permutations, seed):  # +1 / -1 per pair on the A half, the opposite on the B half
+        drawn = energy(np.hstack([signs, -signs]))
         extreme += int((drawn >= observed - tolerance).sum())
     return observed, (1 + extreme) / (1 + permutations)
 

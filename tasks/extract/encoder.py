@@ -16,6 +16,7 @@ from torch import nn
 
 from tasks.errors import InputError
 from tasks.storage.location import cache_dir
+from tasks.storage.writer import file_sha256
 
 BARLOW_TWINS_URL = "https://dl.fbaipublicfiles.com/barlowtwins/ljng/resnet50.pth"
 
@@ -59,14 +60,6 @@ class PerSampleBatchNorm2d(nn.Module):
             return torch.cat([F.batch_norm(sample[None], None, None, self.weight, self.bias, training=True,
                                            eps=self.eps) for sample in x])
         return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_weights(location: str, expected_sha256: str | None) -> tuple[Path, str]:

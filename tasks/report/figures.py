@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 from tasks.cluster.labels import NOISE
 from tasks.extract.exemplars import Exemplar
-from tasks.report.tables import layer_head_share, sizes_table
+from tasks.report.tables import sizes_table
+from tasks.research.heads import cluster_share_grid
 
 TOKENS_SHOWN = 64  # token labels on an exemplar's axes up to this many tokens
 # Text properties of every text that comes from data (questions, tokens, statistic names): a `$` in it is a
@@ -100,7 +101,7 @@ def plot_heatmaps(rows: pd.DataFrame, labels: np.ndarray, clusters: list[int], l
     fig = Figure(figsize=(3.1 * len(clusters), 3.2))
     axes = fig.subplots(1, len(clusters), squeeze=False)
     for ax, cluster in zip(axes[0], clusters):
-        image = ax.imshow(layer_head_share(rows, labels, cluster, layers, heads), vmin=0, vmax=1, cmap="viridis")
+        image = ax.imshow(cluster_share_grid(rows, labels, cluster, layers, heads), vmin=0, vmax=1, cmap="viridis")
         ax.set(title=_cluster_title(cluster), xlabel="head", ylabel="layer")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share of the head's rows")
     return Chart(f"{name}_heatmaps", f"{name}: where the largest clusters sit in the layer x head grid",

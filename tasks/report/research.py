@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from tasks.cluster.clusterings import Clustering
 from tasks.report.figures import Chart, png_bytes
 from tasks.report.sections import Section
 from tasks.research.roles import PATTERNS
@@ -61,9 +62,10 @@ def findings_section(study: Study, layers: int, n_heads: int) -> Section:
     figures = [plot_heads_consistency(study.heads, clusterings, layers, n_heads)]
     if "pattern" in study.heads:
         figures.insert(0, plot_heads_patterns(study.heads, layers, n_heads))
-    shown = [c for c in ["layer", "head", "roles", "pattern", "pattern_share", "dominant_dbscan",
-                         "dominant_share_dbscan", "consistency_dbscan", "consistency_dbscan_low",
-                         "consistency_dbscan_high", "qa_difference", "qa_q"] if c in study.heads]
+    dbscan = Clustering.DBSCAN
+    shown = [c for c in ["layer", "head", "roles", "pattern", "pattern_share", f"dominant_{dbscan}",
+                         f"dominant_share_{dbscan}", f"consistency_{dbscan}", f"consistency_{dbscan}_low",
+                         f"consistency_{dbscan}_high", "qa_difference", "qa_q"] if c in study.heads]
     tables = [("Agreement of each clustering with head, layer and pattern (NMI, ARI)", study.agreement),
               ("Small DBSCAN clusters (finding 2)", study.small_clusters),
               ("Stability (feature-bootstrap re-fits)", study.stability),

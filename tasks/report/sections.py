@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tasks.cluster.clusterings import Clustering
 from tasks.cluster.dbscan import DbscanMethod
 from tasks.cluster.labels import NOISE, cluster_sizes, nearest_to_centre
 from tasks.cluster.run import ClusteringRun
@@ -106,12 +107,12 @@ def build_sections(run: ClusteringRun, sample: Sample, reduced: np.ndarray, laye
                        f"{sample.dim}-d embeddings (fitted on {sample.fit_rows:,} seeded rows; every one of the "
                        f"{len(sample.rows):,} rows projected where it was read); every clustering runs on them.",
                 [], [plot_variance(run.explained_variance)]),
-        Section("KMeans k search", f"Chosen k = {run.chosen_k}: the {run.params['kmeans']['chosen_by']}.",
+        Section("KMeans k search", f"Chosen k = {run.chosen_k}: the {run.params[Clustering.KMEANS]['chosen_by']}.",
                 [("k search", run.k_table)], [plot_k_search(run.k_table, run.chosen_k)]),
         Section("DBSCAN eps search", f"The knee of the k-distance curve ({len(run.kth_distances):,} seeded rows, "
                                      "each one's distance to its neighbour among all rows) suggests eps = "
                                      f"{run.suggested_eps:.4g}; the grid records every (eps, min_samples) cell and "
-                                     f"the method that ran it. {_dbscan_method(run.params['dbscan'])}",
+                                     f"the method that ran it. {_dbscan_method(run.params[Clustering.DBSCAN])}",
                 [("grid search", run.grid)], [plot_kdistance(run.kth_distances, run.suggested_eps, min_samples),
                                               plot_grid(run.grid)]),
     ]

@@ -1,4 +1,4 @@
-"""The report's tables: labels joined to their keys, cluster sizes, per-cluster means, layer x head shares."""
+"""The report's tables: labels joined to their keys, cluster sizes, per-cluster means."""
 
 from __future__ import annotations
 
@@ -36,12 +36,3 @@ def per_cluster_means(rows: pd.DataFrame, labels: np.ndarray, statistics: list[s
     table.insert(0, "rows", frame.groupby("cluster").size())
     return table.sort_values("rows", ascending=False, kind="stable").reset_index()
 
-
-def layer_head_share(rows: pd.DataFrame, labels: np.ndarray, cluster: int, layers: int, heads: int) -> np.ndarray:
-    """Fraction of the rows at each (layer, head) that fall in `cluster`, shape (layers, heads)."""
-    total = np.zeros((layers, heads))
-    inside = np.zeros((layers, heads))
-    np.add.at(total, (rows["layer"].to_numpy(), rows["head"].to_numpy()), 1)
-    chosen = labels == cluster
-    np.add.at(inside, (rows["layer"].to_numpy()[chosen], rows["head"].to_numpy()[chosen]), 1)
-    return np.divide(inside, total, out=np.zeros_like(inside), where=total > 0)

@@ -6,6 +6,7 @@ cluster gives satellite clusters with heads spread evenly."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
@@ -16,12 +17,25 @@ from tasks.cluster.labels import NOISE, cluster_sizes
 from tasks.research.statistics import bootstrap_interval, column_means, normalised_entropy
 
 
+class StudyFinding(StrEnum):
+    """The keys of a clustering run's findings, as summary.json records them."""
+
+    DOMINANT_CLUSTER = "dominant-cluster"
+    SMALL_CLUSTERS = "small-clusters"
+    SATELLITES = "satellites"
+    CONSISTENCY = "consistency"
+    ROLES = "roles"
+    AGREEMENT = "agreement"
+    QA_HEADS = "qa-heads"
+    STABILITY = "stability"
+
+
 class Finding(BaseModel):
     """One finding: its sentence, the number it rests on with its interval, and where the evidence is."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    key: str
+    key: str  # the value of the key enum of the stage that found it (StudyFinding, compare's CompareFinding)
     text: str
     value: float | None
     low: float | None

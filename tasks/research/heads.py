@@ -1,5 +1,6 @@
 """The heads table: one row per (layer, head) with its share of each clustering's clusters, its consistency,
-its statistics, role labels and QA measures; and the long table of every head's share in every cluster."""
+its statistics, role labels and QA measures; the long table of every head's share in every cluster, and one
+cluster's share of each head as a layer x head grid."""
 
 from __future__ import annotations
 
@@ -49,6 +50,20 @@ def _counts(cells: np.ndarray, n_slots: int, clusters: int, weights: np.ndarray 
     return np.bincount(cells, weights=weights, minlength=n_slots * clusters).reshape(n_slots, clusters)
 
 
+def head_cluster_counts(slot: np.ndarray, labels: np.ndarray, n_slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the cluster labels in column order, noise -1 first when present; each head's rows in each cluster, a
+    (heads, clusters) table)."""
+    ids, cells = head_cluster_cells(slot, labels)
+    return ids, _counts(cells, n_slots, len(ids))
+
+
+def cluster_share_grid(rows: pd.DataFrame, labels: np.ndarray, cluster: int, layers: int, heads: int) -> np.ndarray:
+    """Share of each head's rows that fall in `cluster`, shape (layers, heads); 0 for a head without rows."""
+    ids, counts = head_cluster_counts(slots(rows, heads), labels, layers * heads)
+    inside, total = counts[:, ids == cluster].sum(axis=1), counts.sum(axis=1)
+    return np.divide(inside, total, out=np.zeros(len(total)), where=total > 0).reshape(layers, heads)
+
+
 def consistency(counts: np.ndarray) -> np.ndarray:
     """1 minus the normalised entropy of each head's spread over the clusters (rows of `counts`)."""
     return 1 - normalised_entropy(counts, axis=1)
@@ -58,8 +73,7 @@ def head_clusters_table(rows: pd.DataFrame, labels: dict[str, np.ndarray], layer
     """Long table: layer, head, clustering, cluster, rows, share (of the head's rows), one row per non-empty cell."""
     slot, parts = slots(rows, heads), []
     for name, values in labels.items():
-        ids, cells = head_cluster_cells(slot, values)
-        counts = _counts(cells, layers * heads, len(ids))
+        ids, counts = head_cluster_counts(slot, values, layers * heads)
         s, c = np.nonzero(counts)
         parts.append(pd.DataFrame({"layer": s // heads, "head": s % heads, "clustering": name, "cluster": ids[c],
                                    "rows": counts[s, c].astype(np.int64),

@@ -1,14 +1,15 @@
 """Resampling: feature-level bootstrap intervals, permutation tests of a difference of means, and the
-Benjamini-Hochberg correction."""
+Benjamini-Hochberg correction; permutations a chunk at a time, shared by the paired swap tests."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 LEVEL = 0.95
+PERMUTATION_CHUNK = 100  # permutations evaluated together, in one matrix product
 
 
 def feature_codes(feature_ids: np.ndarray) -> np.ndarray:
@@ -45,6 +46,20 @@ def column_means(values: np.ndarray) -> np.ndarray:
         return np.nanmean(values, axis=0)
 
 
+def permutation_chunks(permutations: int) -> Iterator[int]:
+    """How many permutations each chunk evaluates: PERMUTATION_CHUNK, the rest in the last."""
+    for start in range(0, permutations, PERMUTATION_CHUNK):
+        yield min(PERMUTATION_CHUNK, permutations - start)
+
+
+def swap_signs(pairs: int, permutations: int, seed: int) -> Iterator[np.ndarray]:
+    """Seeded swaps of paired rows, a chunk of permutations at a time: (chunk, pairs) of +1 (the pair kept) or
+    -1 (its two rows swapped)."""
+    rng = np.random.default_rng(seed)
+    for count in permutation_chunks(permutations):
+        yield rng.choice([-1.0, 1.0], size=(count, pairs))
+
+
 def permutation_pvalues(values: np.ndarray, groups: np.ndarray, permutations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(difference, two-sided p) per column of `values` (rows x tests, NaN where missing): mean of the rows in
     `groups` (bool per row) minus the mean of the others, and its permutation p-value, (1 + extreme) /
@@ -61,8 +76,8 @@ def permutation_pvalues(values: np.ndarray, groups: np.ndarray, permutations: in
     observed = difference(groups[None].astype(np.float64))[0]
     rng = np.random.default_rng(seed)
     extreme = np.zeros(values.shape[1])
-    for start in range(0, permutations, 100):
-        shuffled = np.array([rng.permutation(groups) for _ in range(min(100, permutations - start))], np.float64)
+    for count in permutation_chunks(permutations):
+        shuffled = np.array([rng.permutation(groups) for _ in range(count)], np.float64)
         extreme += (np.abs(difference(shuffled)) >= np.abs(observed) - 1e-12).sum(0)
     p = (1 + extreme) / (1 + permutations)
     return observed, np.where(np.isnan(observed), np.nan, p)

@@ -8,9 +8,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tasks.cluster.clusterings import Clustering, is_kmeans, reclustered
 from tasks.cluster.dbscan import DbscanMethod
 from tasks.research.agreement import agreement_table, clusters_by_pattern, row_references
-from tasks.research.findings import Finding, Rows, dominant_cluster, satellite_evenness, small_clusters
+from tasks.research.findings import (
+    Finding,
+    Rows,
+    StudyFinding,
+    dominant_cluster,
+    satellite_evenness,
+    small_clusters,
+)
 from tasks.research.heads import Resampling, head_clusters_table, heads_table, slots
 from tasks.research.roles import RoleRules, available_roles
 from tasks.research.stability import dbscan_stability, kmeans_stability
@@ -44,7 +52,7 @@ def _ci(numbers: tuple, percent: bool = False) -> str:
             else f"{value:.2f} (95% CI {low:.2f} to {high:.2f})")
 
 
-def _finding(key: str, text: str, numbers: tuple | None, evidence: str) -> Finding:
+def _finding(key: StudyFinding, text: str, numbers: tuple | None, evidence: str) -> Finding:
     value, low, high = (None, None, None) if numbers is None else (round(float(x), 6) for x in numbers)
     return Finding(key=key, text=text, value=value, low=low, high=high, evidence=evidence)
 
@@ -52,59 +60,65 @@ def _finding(key: str, text: str, numbers: tuple | None, evidence: str) -> Findi
 def original_findings(rows: Rows, labels: dict[str, np.ndarray], s: StudySettings) -> tuple[list[Finding], pd.DataFrame]:
     """Findings 1-3 of the original study as numbers, and finding 2's per-cluster table."""
     boot, seed = s.resampling.bootstrap, s.resampling.seed
-    dbscan = labels["dbscan"]
+    dbscan = labels[Clustering.DBSCAN]
     first = dominant_cluster(rows, dbscan, boot, seed)
     noise = (f"against {_ci(first['noise_layer'])} for the noise (the noise minus the dominant cluster: "
              f"{_ci(first['layer_gap'])} layers)" if np.isfinite(first["noise_layer"][0]) else "and no row is noise")
-    findings = [_finding("dominant-cluster", f"DBSCAN leaves one dominant cluster holding {_ci(first['share'], True)} of "
-                         f"the rows; its rows' mean layer is {_ci(first['layer'])} {noise}.",
-                         first["share"], "section dbscan; heads.parquet (dominant_dbscan)")]
+    findings = [_finding(StudyFinding.DOMINANT_CLUSTER,
+                         f"DBSCAN leaves one dominant cluster holding {_ci(first['share'], True)} of the rows; "
+                         f"its rows' mean layer is {_ci(first['layer'])} {noise}.",
+                         first["share"], f"section {Clustering.DBSCAN}; heads.parquet (dominant_{Clustering.DBSCAN})")]
     table, shares = small_clusters(rows, dbscan, s.small_clusters, boot, seed)
     if shares:
         context = ("" if rows.context is None else f", {_ci(shares['context_share'], True)} from one context (article "
                    "and paragraph)")
-        findings.append(_finding("small-clusters", f"The {len(table)} largest DBSCAN clusters after the dominant one "
-                                 f"hold on average {_ci(shares['head_share'], True)} of their rows from one head"
-                                 f"{context}; {_ci(shares['adjacent_pair_share'], True)} of their member pairs are "
+        findings.append(_finding(StudyFinding.SMALL_CLUSTERS,
+                                 f"The {len(table)} largest DBSCAN clusters after the dominant one hold on average "
+                                 f"{_ci(shares['head_share'], True)} of their rows from one head{context}; "
+                                 f"{_ci(shares['adjacent_pair_share'], True)} of their member pairs are "
                                  "adjacent features.", shares["head_share"], "small_clusters.parquet"))
-    satellites = satellite_evenness(rows, labels["kmeans_r1"], boot, seed) if "kmeans_r1" in labels else None
+    first_level = reclustered(1)
+    satellites = satellite_evenness(rows, labels[first_level], boot, seed) if first_level in labels else None
     if satellites:
         k, numbers = satellites
-        findings.append(_finding("satellites", f"Re-clustering the largest KMeans cluster gives {k} satellite clusters "
-                                 f"whose heads are spread with a mean evenness of {_ci(numbers)} (normalised entropy "
+        findings.append(_finding(StudyFinding.SATELLITES,
+                                 f"Re-clustering the largest KMeans cluster gives {k} satellite clusters whose heads "
+                                 f"are spread with a mean evenness of {_ci(numbers)} (normalised entropy "
                                  "of their heads: 1 when every head is equally present, 0 for a single head).",
-                                 numbers, "section kmeans_r1; head_clusters.parquet"))
+                                 numbers, f"section {first_level}; head_clusters.parquet"))
     return findings, table
 
 
 def head_findings(heads: pd.DataFrame, agreement: pd.DataFrame, n_slots: int) -> list[Finding]:
     """Findings on the heads: consistency, roles, agreement with layer and head, QA-specific heads."""
     findings = []
-    share = heads["dominant_share_dbscan"]
-    consistent = int((share > 0.5).sum())
-    median = (heads["consistency_dbscan"].median(), heads["consistency_dbscan_low"].median(),
-              heads["consistency_dbscan_high"].median())
-    findings.append(_finding("consistency", f"{consistent} of {n_slots} heads put more than half of their maps in one "
-                             f"DBSCAN cluster; the median head consistency is {_ci(median)}.", median,
-                             "heads.parquet (consistency_dbscan); figure heads-consistency"))
+    consistency = f"consistency_{Clustering.DBSCAN}"
+    consistent = int((heads[f"dominant_share_{Clustering.DBSCAN}"] > 0.5).sum())
+    median = (heads[consistency].median(), heads[f"{consistency}_low"].median(), heads[f"{consistency}_high"].median())
+    findings.append(_finding(StudyFinding.CONSISTENCY,
+                             f"{consistent} of {n_slots} heads put more than half of their maps in one DBSCAN cluster; "
+                             f"the median head consistency is {_ci(median)}.", median,
+                             f"heads.parquet ({consistency}); figure heads-consistency"))
     if "roles" in heads:
         counts = {role: int(heads["roles"].str.contains(role, regex=False).sum()) for role in available_roles(
             [c.removeprefix("mean_") for c in heads.columns if c.startswith("mean_")])}
         named = ", ".join(f"{n} {role}" for role, n in counts.items() if n) or "none"
         patterns = heads["pattern"].value_counts() if "pattern" in heads else pd.Series(dtype=int)
         pattern = f"; the most common pattern is {patterns.index[0]} ({patterns.iloc[0]} heads)" if len(patterns) else ""
-        findings.append(_finding("roles", f"By Clark's rule (more than half of a head's attention on one target): {named} "
+        findings.append(_finding(StudyFinding.ROLES,
+                                 f"By Clark's rule (more than half of a head's attention on one target): {named} "
                                  f"heads{pattern}.", None, "heads.parquet (roles, pattern); figure heads-roles"))
-    dbscan = agreement[agreement["clustering"] == "dbscan"].set_index("against")
+    dbscan = agreement[agreement["clustering"] == Clustering.DBSCAN].set_index("against")
     parts = ", ".join(f"{against} NMI {row.nmi:.2f} (ARI {row.ari:.2f})" for against, row in dbscan.iterrows())
-    findings.append(_finding("agreement", f"DBSCAN's clusters against what each row is: {parts}.", None,
+    findings.append(_finding(StudyFinding.AGREEMENT, f"DBSCAN's clusters against what each row is: {parts}.", None,
                              "agreement.parquet"))
     if "qa_q" in heads:
         significant = heads[heads["qa_q"] < 0.05]
         top = heads.loc[heads["qa_difference"].abs().idxmax()] if heads["qa_difference"].notna().any() else None
         largest = "" if top is None else (f"; the largest difference is layer {top['layer']} head {top['head']}, "
                                           f"{top['qa_difference']:+.3f}")
-        findings.append(_finding("qa-heads", f"{len(significant)} of {n_slots} heads differ between answerable and "
+        findings.append(_finding(StudyFinding.QA_HEADS,
+                                 f"{len(significant)} of {n_slots} heads differ between answerable and "
                                  "unanswerable questions (permutation test per head, Benjamini-Hochberg q < 0.05)"
                                  f"{largest}.", None, "heads.parquet (qa_difference, qa_p, qa_q)"))
     return findings
@@ -130,7 +144,7 @@ def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[st
     stability = []
     resamples, seed = settings.stability_resamples, settings.resampling.seed
     for name, values in labels.items():
-        if name.startswith("kmeans"):
+        if is_kmeans(name):
             record = kmeans_stability(reduced, values, facts_rows.feature_id, int(params[name]["k"]), resamples, seed,
                                       settings.kmeans_rows)
         elif params[name]["method"] == DbscanMethod.EXACT:
@@ -144,8 +158,9 @@ def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[st
     stability_table = pd.DataFrame(stability, columns=["clustering", "ari", "low", "high", "resamples"])
     if len(stability_table):
         text = "; ".join(f"{r.clustering} {_ci((r.ari, r.low, r.high))}" for r in stability_table.itertuples())
-        findings.append(_finding("stability", f"Re-fitted on {resamples} feature-bootstrap resamples, each clustering "
-                                 f"agrees with the full sample's at an adjusted Rand index of: {text}.",
+        findings.append(_finding(StudyFinding.STABILITY,
+                                 f"Re-fitted on {resamples} feature-bootstrap resamples, each clustering agrees with "
+                                 f"the full sample's at an adjusted Rand index of: {text}.",
                                  tuple(stability_table.iloc[0][["ari", "low", "high"]]), "stability.parquet"))
     if facts is None:
         notes.append("contexts and answerability unknown: finding 2's context share and the QA tests are left out")

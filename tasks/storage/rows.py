@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+KEY_COLUMNS = ("feature_id", "question_id", "span", "layer", "head")  # which row it is: feature, window, head
+
 
 def row_schema(dim: int, dtype: str, statistics: Sequence[str]) -> pa.Schema:
     """One row per (feature, layer, head): keys, the embedding, and per-head statistics."""

@@ -7,7 +7,6 @@ complete shard: readers and re-runs ignore a Parquet file without one."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -24,7 +23,7 @@ import pyarrow.parquet as pq
 from tasks.errors import InputError
 from tasks.storage.location import Location
 from tasks.storage.records import DatasetRecord, Manifest, RecordError
-from tasks.storage.writer import footer_sha256
+from tasks.storage.writer import file_sha256, footer_sha256
 
 
 class ShardError(InputError):
@@ -63,14 +62,6 @@ def remove_stale_staging(dest: Location) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def publish_shard(dest: Location, index: int, local: Path, schema: pa.Schema, expected_rows: int,
                   details: dict[str, Any]) -> Manifest:
     """Verifies a locally written shard, puts it under its final name, then writes its manifest (`details`
@@ -83,7 +74,7 @@ def publish_shard(dest: Location, index: int, local: Path, schema: pa.Schema, ex
         raise ShardError(f"{local}: schema differs from the dataset's row schema")
     name = shard_name(index)
     manifest = Manifest(**details, shard=index, file=f"{name}.parquet", rows=expected_rows,
-                        bytes=local.stat().st_size, sha256=_sha256(local), footer_sha256=footer_sha256(local),
+                        bytes=local.stat().st_size, sha256=file_sha256(local), footer_sha256=footer_sha256(local),
                         published=datetime.now(timezone.utc).isoformat())
     final = dest.path(manifest.file)
     if dest.is_local:

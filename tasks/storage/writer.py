@@ -1,6 +1,6 @@
 """Writing a shard's Parquet file: rows buffered into row groups of whole features (`ROW_GROUP_FEATURES` each),
 zstd pages with CRC checksums, and the record of which features each row group holds, so that a reader can
-fetch and verify only the row groups it needs."""
+fetch and verify only the row groups it needs; the sha256 digests that verify a file and its footer."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ class ShardFileWriter:
             self.file.close()
         except (OSError, pa.ArrowException):
             pass
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a local file's bytes, read a block at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def footer_sha256(path: Path) -> str:

@@ -14,13 +14,16 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-from tasks.cluster.cpu import CpuBackend, kmeans_fit
+from tasks.cluster.clusterings import Clustering, is_kmeans, reclustered
+from tasks.cluster.cpu import CpuBackend
 from tasks.cluster.dask_cluster import SMALL_INPUT_BYTES, dask_cluster, local_processes
 from tasks.cluster.dbscan import DensitySettings
 from tasks.cluster.gpus import choose_backend
+from tasks.cluster.kmeans import kmeans_fit
 from tasks.cluster.labels import NOISE, inertia
 from tasks.cluster.reducer import fit_reducer
 from tasks.cluster.run import dbscan_grid, k_search, kmeans_fits, recluster_largest, suggest_eps
+from tasks.cluster.sample import row_uniform, slot_uniform
 from tasks.errors import InputError
 
 EXACT = DensitySettings(budget_bytes=2**30, exact_rows=10_000, core_sample=1_000, seed=0)
@@ -179,3 +182,19 @@ def test_gpu_backend_runs_up_to_the_gpu_call(backend, blobs):
                  lambda: gpu.kth_neighbour_distance(blobs[0][:5], blobs[0], 3)):
         with pytest.raises(ModuleNotFoundError, match="cuml|cupy"):
             call()
+
+
+def test_clustering_names_are_the_strings_summary_json_records():
+    names = [Clustering.KMEANS, Clustering.DBSCAN, reclustered(1), reclustered(2)]
+    assert names == ["kmeans", "dbscan", "kmeans_r1", "kmeans_r2"]
+    assert is_kmeans(Clustering.KMEANS) and is_kmeans(reclustered(3)) and not is_kmeans(Clustering.DBSCAN)
+
+
+def test_seeded_draws_follow_the_row_not_its_position():
+    rng = np.random.default_rng(0)
+    feature, layer, head = rng.integers(0, 10**6, 500), rng.integers(0, 24, 500), rng.integers(0, 16, 500)
+    order, slot = rng.permutation(500), layer * 16 + head
+    drawn = row_uniform(feature, layer, head, 3)
+    assert ((drawn >= 0) & (drawn < 1)).all() and not np.array_equal(drawn, row_uniform(feature, layer, head, 4))
+    assert np.array_equal(row_uniform(feature[order], layer[order], head[order], 3), drawn[order])
+    assert np.array_equal(slot_uniform(feature[order], slot[order], 3), slot_uniform(feature, slot, 3)[order])

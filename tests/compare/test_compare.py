@@ -20,7 +20,7 @@ from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.sample import SampleSpec
 from tasks.compare.alignment import open_pair
 from tasks.compare.demo import DEMO_B, DEMO_MODEL, demo_configs
-from tasks.compare.findings import changed_heads_finding, compare_findings, smallest_p
+from tasks.compare.findings import CompareFinding, changed_heads_finding, compare_findings, smallest_p
 from tasks.compare.paired import read_pairs
 from tasks.compare.summary import CompareSummary
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
@@ -71,12 +71,12 @@ def test_layer_aggregates_and_findings_point_at_the_last_layer(comparison):
     assert list(layers["migration"]) == [0, 0, 0.5]
     assert layers.loc[2, "delta_sep_mass_low"] > 0.15 and layers.loc[:1, "delta_sep_mass"].abs().max() < 0.005
     findings = {f.key: f for f in compare_findings(result, cfg)}
-    assert findings["depth"].text.startswith("The last third of the layers changed most")
-    assert 0 < findings["depth"].low <= findings["depth"].value <= findings["depth"].high
-    assert "2 of 12 heads changed" in findings["changed_heads"].text
-    assert "L2H1" in findings["changed_heads"].text and "L2H3" in findings["changed_heads"].text
-    assert findings["migration"].value == pytest.approx(2 / 12)
-    assert "sep_mass in layer 2" in findings["statistic"].text
+    assert findings[CompareFinding.DEPTH].text.startswith("The last third of the layers changed most")
+    depth, changed = findings[CompareFinding.DEPTH], findings[CompareFinding.CHANGED_HEADS]
+    assert 0 < depth.low <= depth.value <= depth.high
+    assert "2 of 12 heads changed" in changed.text and "L2H1" in changed.text and "L2H3" in changed.text
+    assert findings[CompareFinding.MIGRATION].value == pytest.approx(2 / 12)
+    assert "sep_mass in layer 2" in findings[CompareFinding.STATISTIC].text
 
 
 def test_too_few_features_to_flag_any_head_is_said_beside_the_zero():

@@ -7,7 +7,7 @@ import tracemalloc
 
 import numpy as np
 
-from tasks.cluster.cpu import kmeans_fit
+from tasks.cluster.kmeans import kmeans_fit
 from tasks.cluster.run import kmeans_fits
 from tasks.compare.migration import joint_labels
 from tasks.compare.shift import displacement

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.research.findings import Rows, dominant_cluster, satellite_evenness, small_clusters
-from tasks.research.heads import Resampling, head_clusters_table, heads_table
+from tasks.research.findings import Rows, StudyFinding, dominant_cluster, satellite_evenness, small_clusters
+from tasks.research.heads import Resampling, cluster_share_grid, head_clusters_table, heads_table
 from tasks.research.roles import RoleRules
 
 LAYERS, HEADS, FEATURES = 6, 4, 60
@@ -92,6 +92,20 @@ def test_heads_table_consistency_dominant_cluster_and_qa_test():
     assert long["rows"].sum() == 2 * len(rows)
 
 
+def test_cluster_share_grid_is_the_long_tables_share():
+    rows = _rows().iloc[:-HEADS]  # the last feature lacks layer 5: its heads hold one row fewer
+    labels = _planted(rows)
+    long = head_clusters_table(rows, {"dbscan": labels}, LAYERS, HEADS)
+    long = long.set_index(["cluster", "layer", "head"]).sort_index()
+    for cluster in [-1, 0, 1, 2]:
+        grid = cluster_share_grid(rows, labels, cluster, LAYERS, HEADS)
+        expected = np.zeros((LAYERS, HEADS))
+        for (layer, head), share in long.loc[cluster, "share"].items():
+            expected[layer, head] = share
+        assert np.array_equal(grid, expected), cluster
+    assert (cluster_share_grid(rows, labels, 7, LAYERS, HEADS) == 0).all()  # a cluster no row is in
+
+
 def test_findings_read_as_sentences_without_noise():
     from tasks.research.study import StudySettings, original_findings
 
@@ -99,7 +113,7 @@ def test_findings_read_as_sentences_without_noise():
     labels = {"dbscan": np.where(rows["layer"] <= 3, 0, 1)}  # two clusters, no noise
     settings = StudySettings(RoleRules(), Resampling(50, 100, 0), stability_resamples=2, kmeans_rows=10_000)
     findings, _ = original_findings(_facts_rows(rows), labels, settings)
-    assert findings[0].key == "dominant-cluster" and "no row is noise" in findings[0].text
+    assert findings[0].key == StudyFinding.DOMINANT_CLUSTER and "no row is noise" in findings[0].text
     assert " nan " not in findings[0].text and findings[0].value == pytest.approx(4 / 6)
 
 
