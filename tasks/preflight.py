@@ -32,7 +32,7 @@ def check_extract(cfg: ExtractConfig) -> None:
 
 
 def check_backend(cfg: ClusterConfig) -> None:
-    if cfg.backend == "gpu" and cfg.scheduler is None:
+    if cfg.compute.backend == "gpu" and cfg.compute.scheduler is None:
         choose_backend("gpu", visible_gpus())
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
 from tasks.cluster.resources import MemoryBudget, timed
+from tasks.config import Sampling
 from tasks.errors import InputError
 from tasks.storage.faults import retrying
 from tasks.storage.location import Location
@@ -41,6 +42,11 @@ class SampleSpec:
     features_per_shard: int | None = None
     fraction: float = 1.0
     seed: int = 0
+
+    @classmethod
+    def of(cls, sampling: Sampling, seed: int) -> SampleSpec:
+        """The rows a config's sampling group and seed choose."""
+        return cls(sampling.sample, sampling.features_per_shard, sampling.fraction, seed)
 
     def feature_stop(self, manifest: Manifest) -> int | None:
         """Features at or past this id are not read (None: no bound)."""

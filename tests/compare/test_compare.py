@@ -117,7 +117,7 @@ def test_a_damaged_shard_of_either_dataset_is_named(kind, planted, tmp_path):
 
 
 def test_maps_of_a_dataset_whose_config_this_version_cannot_rebuild_are_left_out_with_the_reason(planted, tmp_path):
-    from flows.compare import maps_unavailable
+    from tasks.compare.explorer import maps_unavailable
 
     cfg = CompareConfig(a=planted[0], b=str(tmp_path / "b"))
     shutil.copytree(planted[1], cfg.b)
