@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from tasks.cluster.cpu import CpuBackend, kmeans_fit
 from tasks.cluster.dask_cluster import SMALL_INPUT_BYTES, dask_cluster, local_processes
+from tasks.cluster.density import seeded_rows
 from tasks.cluster.dbscan import DensitySettings
 from tasks.cluster.gpus import choose_backend
 from tasks.cluster.labels import NOISE, inertia
@@ -171,3 +172,9 @@ def test_gpu_backend_runs_up_to_the_gpu_call(backend, blobs):
                  lambda: gpu.kth_neighbour_distance(blobs[0][:5], blobs[0], 3)):
         with pytest.raises(ModuleNotFoundError, match="cuml|cupy"):
             call()
+
+
+def test_one_seeded_row_choice_gives_what_the_report_and_compare_explorers_drew():
+    for n, cap, seed in [(5, 10, 0), (10, 10, 1), (1000, 100, 3), (101, 50, 7)]:
+        before = np.arange(n) if n <= cap else np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
+        np.testing.assert_array_equal(seeded_rows(n, cap, seed), before)
