@@ -33,7 +33,9 @@ from tasks.compare.tables import Comparison, compare_rows
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.preflight import check_compare
 from tasks.report.destination import output_folder
-from tasks.report.sections import notes_section
+from tasks.report.explorer import ExplorerData
+from tasks.report.sections import Section, notes_section
+from tasks.research.findings import Finding
 
 
 def demo_datasets(extraction: ExtractConfig, tuning: FinetuneConfig, dest_b: str) -> tuple[str, str]:
@@ -55,16 +57,41 @@ def compare_task(rows: PairedRows, pair: Pair, config: CompareConfig) -> Compari
     return compare_rows(rows, pair.statistics, pair.layers, pair.heads, config)
 
 
-@task(name="report", cache_policy=NO_CACHE)
-def report_task(config: CompareConfig, spec: SampleSpec, pair: Pair, rows: PairedRows, comparison: Comparison,
-                seconds: dict, no_maps: str | None) -> tuple[str, CompareSummary]:
-    findings = compare_findings(comparison, config)
-    summary = summarise(config, spec, pair, rows, comparison, findings, seconds)
-    notes = [f"The explorer's attention maps are unavailable: {no_maps}"] if no_maps else []
-    sections = [*notes_section(notes), *compare_sections(comparison, findings, pair.statistics, config)]
+@task(name="findings", cache_policy=NO_CACHE)
+def findings_task(comparison: Comparison, config: CompareConfig) -> list[Finding]:
+    return compare_findings(comparison, config)
+
+
+@task(name="summary", cache_policy=NO_CACHE)
+def summary_task(config: CompareConfig, spec: SampleSpec, pair: Pair, rows: PairedRows, comparison: Comparison,
+                 findings: list[Finding], seconds: dict[str, float]) -> CompareSummary:
+    return summarise(config, spec, pair, rows, comparison, findings, seconds)
+
+
+@task(name="sections", cache_policy=NO_CACHE)
+def sections_task(config: CompareConfig, pair: Pair, comparison: Comparison, findings: list[Finding],
+                  notes: list[str]) -> list[Section]:
+    return [*notes_section(notes), *compare_sections(comparison, findings, pair.statistics, config)]
+
+
+@task(name="explorer", cache_policy=NO_CACHE)
+def explorer_task(config: CompareConfig, pair: Pair, rows: PairedRows, comparison: Comparison, no_maps: str | None
+                  ) -> ExplorerData:
     explorer = diff_explorer(config, pair, rows, comparison, no_maps)
     get_run_logger().info("explorer: %s", explorer.projection)
-    report = write_compare_outputs(Path(config.out), comparison, summary, sections, explorer)
+    return explorer
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(config: CompareConfig, comparison: Comparison, summary: CompareSummary, sections: list[Section],
+                explorer: ExplorerData) -> Path:
+    """Writes the tables, summary.json, report.html and explorer.html to `config.out`; returns report.html's path."""
+    return write_compare_outputs(Path(config.out), comparison, summary, sections, explorer)
+
+
+@task(name="artifacts", cache_policy=NO_CACHE)
+def artifacts_task(pair: Pair, comparison: Comparison, findings: list[Finding], report: Path) -> None:
+    """The findings as a markdown artifact naming the report and the explorer, and the change by layer."""
     lines = ["# What changed in the heads", f"A: `{pair.a.url}`", f"B: `{pair.b.url}`", "",
              *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(findings, start=1)), "", f"Report: `{report}`",
              f"Explorer (heads grid by any measure of change, both models' rows on one projection, maps of the most "
@@ -73,7 +100,6 @@ def report_task(config: CompareConfig, spec: SampleSpec, pair: Pair, rows: Paire
     shown = ["layer", "changed_heads", "migrated_heads", "displacement", "migration", "cosine_distance"]
     create_table_artifact(comparison.layers[shown].round(4).to_dict("records"), key="compare-layers",
                           description="Change by layer")
-    return str(report), summary
 
 
 @flow(name="compare")
@@ -99,9 +125,15 @@ def compare(config: CompareConfig = CompareConfig()) -> dict:
     log.info("%d paired rows, PCA fitted on %d", len(rows), rows.fit_rows)
     with timed(seconds, "measures"):
         comparison = compare_task(rows, pair, config)
-    report, summary = report_task(config, spec, pair, rows, comparison, seconds, no_maps)
-    log.info("report: %s; explorer: %s", report, Path(report).parent / "explorer.html")
-    return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
+    findings = findings_task(comparison, config)
+    summary = summary_task(config, spec, pair, rows, comparison, findings, seconds)
+    notes = [f"The explorer's attention maps are unavailable: {no_maps}"] if no_maps else []
+    sections = sections_task(config, pair, comparison, findings, notes)
+    explorer = explorer_task(config, pair, rows, comparison, no_maps)
+    report = report_task(config, comparison, summary, sections, explorer)
+    artifacts_task(pair, comparison, findings, report)
+    log.info("report: %s; explorer: %s", report, report.parent / "explorer.html")
+    return {"report": str(report), "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -9,7 +9,8 @@ import yaml
 from pydantic import ValidationError
 
 from tasks.cli import config_parser, configs_from_args, leaves
-from tasks.config import ClusterConfig, CompareConfig, Grouped, RoleRules
+from tasks.config import ClusterConfig, CompareConfig
+from tasks.groups import Grouped, RoleRules
 from tasks.research.study import StudySettings
 from tiny import REPO
 

@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
 from tasks.cluster.resources import MemoryBudget, timed
-from tasks.config import Sampling
 from tasks.errors import InputError
+from tasks.groups import Sampling
 from tasks.storage.faults import retrying
 from tasks.storage.location import Location
 from tasks.storage.reading import BytesRead, read_rows

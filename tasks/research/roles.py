@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tasks.config import RoleRules
+from tasks.groups import RoleRules
 
 # role -> the statistic holding the attention mass on it (question_to_context and context_to_question are not
 # roles: the context holds most tokens, so a uniform map already gives it more than half)

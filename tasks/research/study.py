@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from tasks.cluster.dbscan import DbscanMethod
-from tasks.config import ClusterConfig, FindingRules
+from tasks.config import ClusterConfig
+from tasks.groups import FindingRules
 from tasks.research.agreement import agreement_table, clusters_by_pattern, row_references
 from tasks.research.findings import Finding, Rows, dominant_cluster, satellite_evenness, small_clusters
 from tasks.research.heads import Resampling, head_clusters_table, heads_table, slots
