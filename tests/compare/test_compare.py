@@ -20,6 +20,7 @@ from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.sample import SampleSpec
 from tasks.compare.alignment import open_pair
 from tasks.compare.demo import DEMO_B, DEMO_MODEL, demo_configs
+from tasks.compare.explorer import maps_unavailable
 from tasks.compare.findings import changed_heads_finding, compare_findings, smallest_p
 from tasks.compare.paired import read_pairs
 from tasks.compare.summary import CompareSummary
@@ -117,8 +118,6 @@ def test_a_damaged_shard_of_either_dataset_is_named(kind, planted, tmp_path):
 
 
 def test_maps_of_a_dataset_whose_config_this_version_cannot_rebuild_are_left_out_with_the_reason(planted, tmp_path):
-    from tasks.compare.explorer import maps_unavailable
-
     cfg = CompareConfig(a=planted[0], b=str(tmp_path / "b"))
     shutil.copytree(planted[1], cfg.b)
     assert maps_unavailable(cfg, open_pair(cfg.a, cfg.b, None, None)) is None
