@@ -78,8 +78,7 @@ def run_size(rows: int, args: argparse.Namespace, work: Path) -> dict:
         return result
 
     spec = SampleSpec.of(config.sampling, config.seed)
-    paired = stage(STAGES[0], read_pairs, pair, spec, config.pca.pca_components, config.pca.pca_fit_rows,
-                   MemoryBudget.of(config.memory_budget, 1))
+    paired = stage(STAGES[0], read_pairs, pair, spec, config.pca, MemoryBudget.of(config.memory_budget, 1))
     comparison = stage(STAGES[1], compare_rows, paired, pair.statistics, pair.layers, pair.heads, config)
 
     def report() -> list:

@@ -45,8 +45,8 @@ from tasks.storage.shards import readable_manifests
 @task(name="load-sample", cache_policy=NO_CACHE)
 def load_sample_task(client, config: ClusterConfig, spec: SampleSpec, dataset: Location, record: DatasetRecord,
                      manifests: list[Manifest], unreadable: dict[int, str], budget: MemoryBudget) -> Sample:
-    return load_sample(client, dataset, manifests, spec, config.pca.pca_components, config.standardize,
-                       config.pca.pca_fit_rows, record.encoder.dim, budget, config.on_bad_shard, unreadable)
+    return load_sample(client, dataset, manifests, spec, config.pca, config.standardize, record.encoder.dim, budget,
+                       config.on_bad_shard, unreadable)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)

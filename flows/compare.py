@@ -49,7 +49,7 @@ def demo_datasets(extraction: ExtractConfig, tuning: FinetuneConfig, dest_b: str
 
 @task(name="read-pairs", cache_policy=NO_CACHE)
 def read_pairs_task(pair: Pair, spec: SampleSpec, config: CompareConfig, budget: MemoryBudget) -> PairedRows:
-    return read_pairs(pair, spec, config.pca.pca_components, config.pca.pca_fit_rows, budget)
+    return read_pairs(pair, spec, config.pca, budget)
 
 
 @task(name="compare", cache_policy=NO_CACHE)
