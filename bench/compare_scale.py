@@ -24,14 +24,15 @@ import psutil
 from cluster_scale import FULL_ROWS, GB, TreeMemory
 from synthetic import HEADS, LAYERS, STATISTIC_SHIFT, STATISTICS, write_synthetic
 
-from flows.compare import diff_explorer, summarise
 from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.sample import SampleSpec
 from tasks.compare.alignment import open_pair
+from tasks.compare.explorer import diff_explorer
 from tasks.compare.findings import compare_findings
 from tasks.compare.outputs import write_compare_outputs
 from tasks.compare.paired import read_pairs
 from tasks.compare.report import compare_sections
+from tasks.compare.summary import summarise
 from tasks.compare.tables import compare_rows
 from tasks.config import CompareConfig
 
@@ -76,15 +77,14 @@ def run_size(rows: int, args: argparse.Namespace, work: Path) -> dict:
         above[name] = round((memory.peak_self - baseline) / GB, 3)
         return result
 
-    spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
-    paired = stage(STAGES[0], read_pairs, pair, spec, config.pca_components, config.pca_fit_rows,
-                   MemoryBudget.of(config.memory_budget, 1))
+    spec = SampleSpec.of(config.sampling, config.seed)
+    paired = stage(STAGES[0], read_pairs, pair, spec, config.pca, MemoryBudget.of(config.memory_budget, 1))
     comparison = stage(STAGES[1], compare_rows, paired, pair.statistics, pair.layers, pair.heads, config)
 
     def report() -> list:
         findings = compare_findings(comparison, config)
-        summary = summarise(config, pair, paired, comparison, findings, seconds)
-        explorer = diff_explorer(config, pair, paired, comparison)
+        summary = summarise(config, spec, pair, paired, comparison, findings, seconds)
+        explorer = diff_explorer(config, pair, paired, comparison, None)
         write_compare_outputs(Path(config.out), comparison, summary,
                               compare_sections(comparison, findings, pair.statistics, config), explorer)
         return findings

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--k", type=int, default=30)
     parser.add_argument("--components", type=int, default=50)
-    parser.add_argument("--fit-rows", type=int, default=ClusterConfig().pca_fit_rows)
+    parser.add_argument("--fit-rows", type=int, default=ClusterConfig().pca.pca_fit_rows)
     parser.add_argument("--parts", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="bench/results/kmeans.json", help="where the JSON record goes")

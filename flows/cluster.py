@@ -30,15 +30,13 @@ from tasks.config import ClusterConfig
 from tasks.extract.exemplars import attention_maps_of, exemplars_unavailable
 from tasks.preflight import check_cluster, check_statistic
 from tasks.report.destination import output_folder
-from tasks.report.explorer import explorer_data
+from tasks.report.explorer import ExplorerData, explorer_data
 from tasks.report.gallery import gallery_documents
 from tasks.report.outputs import write_outputs
 from tasks.report.research import findings_section
-from tasks.report.sections import Section, build_sections, notes_section, skipped_notes
-from tasks.report.summary import ClusterSummary, RunContext, SampleRecord, summarise
+from tasks.report.sections import MapSource, Section, build_sections, notes_section, skipped_notes
+from tasks.report.summary import ClusterSummary, RunContext, summarise
 from tasks.report.tables import sizes_table
-from tasks.research.heads import Resampling
-from tasks.research.roles import RoleRules
 from tasks.research.source import feature_facts, feature_questions
 from tasks.research.study import Study, StudySettings, run_study
 from tasks.storage.dataset import dataset_record, newest_complete
@@ -50,8 +48,8 @@ from tasks.storage.shards import readable_manifests
 @task(name="load-sample", cache_policy=NO_CACHE)
 def load_sample_task(client, config: ClusterConfig, spec: SampleSpec, dataset: Location, record: DatasetRecord,
                      manifests: list[Manifest], unreadable: dict[int, str], budget: MemoryBudget) -> Sample:
-    return load_sample(client, dataset, manifests, spec, config.pca_components, config.standardize,
-                       config.pca_fit_rows, record.encoder.dim, budget, config.on_bad_shard, unreadable)
+    return load_sample(client, dataset, manifests, spec, config.pca, config.standardize, record.encoder.dim, budget,
+                       config.on_bad_shard, unreadable)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
@@ -59,9 +57,57 @@ def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig,
     return run_clustering(backend, sample, config, budget)
 
 
-def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path, sections: list[Section]) -> None:
-    """The report's tables as Prefect artifacts, a markdown summary naming the files, and the report's figures
-    embedded in one markdown artifact per section (the Prefect UI renders data-URI images)."""
+@task(name="study", cache_policy=NO_CACHE)
+def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
+               questions: pd.DataFrame) -> Study:
+    """The research layer: heads table, agreements, findings, stability."""
+    facts, why = feature_facts(record, config.dataset, config.credentials, questions)
+    if facts is None:
+        get_run_logger().warning("findings without contexts and answerability: %s", why)
+    return run_study(sample.rows, run.labels, run.params, reduced, record.statistics, record.model.layers,
+                     record.model.heads, StudySettings.of(config), facts)
+
+
+@task(name="sections", cache_policy=NO_CACHE)
+def sections_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
+                  study: Study, notes: list[str], source: MapSource | None) -> list[Section]:
+    """report.html's sections and figures: the notes, the findings, then each clustering."""
+    layers, heads = record.model.layers, record.model.heads
+    return [*notes_section(notes), findings_section(study, layers, heads),
+            *build_sections(run, sample, reduced, layers, heads, record.statistics, config.top_clusters,
+                            config.exemplars if source else 0, config.density.min_samples, source)]
+
+
+@task(name="summary", cache_policy=NO_CACHE)
+def summary_task(run: ClusteringRun, sample: Sample, reduced, context: RunContext, study: Study) -> ClusterSummary:
+    return summarise(run, sample, reduced, context, study.findings)
+
+
+@task(name="explorer", cache_policy=NO_CACHE)
+def explorer_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
+                  study: Study, questions: pd.DataFrame, source: MapSource | None) -> ExplorerData:
+    """explorer.html's data: the heads grid, the projection, the exemplar maps where `source` gives them."""
+    explorer = explorer_data(sample.rows, reduced, run.labels, study.heads, study.head_clusters, questions,
+                             record.model.layers, record.model.heads, source, points=config.explorer_points,
+                             per_cluster=config.exemplars if source else 0, top_clusters=config.top_clusters,
+                             seed=config.seed, rules=config.roles, title=f"Attention heads of {record.model.model}")
+    get_run_logger().info("explorer: %s", explorer.projection)
+    return explorer
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report_task(config: ClusterConfig, sample: Sample, run: ClusteringRun, study: Study, summary: ClusterSummary,
+                sections: list[Section], explorer: ExplorerData) -> Path:
+    """Writes report.html, explorer.html, the labels and the tables to `config.out`; returns report.html's path."""
+    return write_outputs(Path(config.out), sample, run, study, summary, sections, explorer)
+
+
+@task(name="artifacts", cache_policy=NO_CACHE)
+def artifacts_task(summary: ClusterSummary, run: ClusteringRun, study: Study, report: Path, sections: list[Section],
+                   left_out: list[str]) -> None:
+    """The report's tables as Prefect artifacts, a markdown summary naming the files, the report's figures
+    embedded in one markdown artifact per section (the Prefect UI renders data-URI images), and the findings,
+    what the run left out (skipped shards, ...) first."""
     for name, labels in run.labels.items():
         create_table_artifact(sizes_table(labels).to_dict("records"), key=f"cluster-sizes-{name.replace('_', '-')}",
                               description=f"{name}: cluster sizes")
@@ -76,55 +122,10 @@ def publish_artifacts(summary: ClusterSummary, run: ClusteringRun, report: Path,
     create_markdown_artifact("\n".join(lines), key="cluster-report", description="Clustering summary")
     for key, document in gallery_documents(sections).items():
         create_markdown_artifact(document, key=f"cluster-figures-{key}", description="The report's figures")
-
-
-def role_rules(config: ClusterConfig) -> RoleRules:
-    return RoleRules(config.role_threshold, config.mixed_threshold, config.block_threshold)
-
-
-@task(name="study", cache_policy=NO_CACHE)
-def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
-               questions: pd.DataFrame) -> Study:
-    """The research layer: heads table, agreements, findings, stability."""
-    facts, why = feature_facts(record, config.dataset, config.credentials, questions)
-    if facts is None:
-        get_run_logger().warning("findings without contexts and answerability: %s", why)
-    settings = StudySettings(role_rules(config), Resampling(config.bootstrap, config.permutations, config.seed),
-                             config.stability_resamples, config.kmeans_rows, config.qa_statistic)
-    return run_study(sample.rows, run.labels, run.params, reduced, record.statistics, record.model.layers,
-                     record.model.heads, settings, facts)
-
-
-def publish_findings(study: Study, report: Path, left_out: list[str]) -> None:
-    """The findings artifact, what the run left out (skipped shards, ...) first."""
     left = ["**Left out of this run:**", *(f"- {note}" for note in left_out), ""] if left_out else []
     lines = ["# Findings", *left, *(f"{i}. {f.text} *({f.evidence})*" for i, f in enumerate(study.findings, start=1)),
              "", *study.notes, "", f"Report: `{report}`"]
     create_markdown_artifact("\n".join(lines), key="cluster-findings", description="What the clusters mean")
-
-
-@task(name="report", cache_policy=NO_CACHE)
-def report_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
-                study: Study, questions: pd.DataFrame, context: RunContext, no_maps: str | None
-                ) -> tuple[str, ClusterSummary]:
-    """report.html, explorer.html, the tables and artifacts; the exemplar maps left out where `no_maps` says why."""
-    source = None if no_maps else functools.partial(attention_maps_of, record, config.dataset, config.credentials)
-    per_cluster = 0 if no_maps else config.exemplars
-    layers, heads = record.model.layers, record.model.heads
-    notes = skipped_notes(sample.skipped) + ([f"Exemplar attention maps are unavailable: {no_maps}"] if no_maps else [])
-    sections = [*notes_section(notes), findings_section(study, layers, heads),
-                *build_sections(run, sample, reduced, layers, heads, record.statistics, config.top_clusters,
-                                per_cluster, config.min_samples, source)]
-    summary = summarise(run, sample, reduced, context, study.findings)
-    explorer = explorer_data(sample.rows, reduced, run.labels, study.heads, study.head_clusters, questions, layers,
-                             heads, source, points=config.explorer_points, per_cluster=per_cluster,
-                             top_clusters=config.top_clusters, seed=config.seed, rules=role_rules(config),
-                             title=f"Attention heads of {record.model.model}")
-    get_run_logger().info("explorer: %s", explorer.projection)
-    report = write_outputs(Path(config.out), sample, run, study, summary, sections, explorer)
-    publish_artifacts(summary, run, report, sections)
-    publish_findings(study, report, notes)
-    return str(report), summary
 
 
 @flow(name="cluster")
@@ -144,12 +145,13 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     if no_maps:
         log.warning("exemplar maps skipped: %s", no_maps)
     manifests, unreadable = readable_manifests(dataset, record, config.shards, config.on_bad_shard)
-    spec = SampleSpec(config.sample, config.features_per_shard, config.fraction, config.seed)
+    spec = SampleSpec.of(config.sampling, config.seed)
     embedding_bytes = sum(spec.selected_rows(m) for m in manifests) * record.encoder.dim * 4
-    processes = local_processes(config.worker_kind, embedding_bytes)
-    with dask_cluster(config.scheduler, config.backend, config.n_workers, processes=processes) as compute:
+    processes = local_processes(config.compute.worker_kind, embedding_bytes)
+    with dask_cluster(config.compute.scheduler, config.compute.backend, config.compute.n_workers,
+                      processes=processes) as compute:
         log.info("compute: %s", compute.description)
-        budget = MemoryBudget.of(config.memory_budget, len(compute.client.nthreads()) + 1)
+        budget = MemoryBudget.of(config.compute.memory_budget, len(compute.client.nthreads()) + 1)
         if compute.gpu:
             from tasks.cluster.gpu import GpuBackend
 
@@ -166,14 +168,20 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
             dataset=config.dataset, fingerprint=record.fingerprint, model=record.model.model,
             shards=sample.part_shards, skipped_shards={str(k): v for k, v in sample.skipped.items()},
             compute=compute.description, backend=backend.name, memory_budget_gb=round(budget.bytes / 2**30, 2),
-            sample=SampleRecord(mode=config.sample, features_per_shard=config.features_per_shard,
-                                fraction=config.fraction, seed=config.seed))
+            sample=spec)
         questions = feature_questions(sample.key_tables())
         study = study_task(config, record, sample, reduced, run, questions)
+        source = None if no_maps else functools.partial(attention_maps_of, record, config.dataset, config.credentials)
+        notes = skipped_notes(sample.skipped) + ([f"Exemplar attention maps are unavailable: {no_maps}"]
+                                                 if no_maps else [])
+        sections = sections_task(config, record, sample, reduced, run, study, notes, source)
+        summary = summary_task(run, sample, reduced, context, study)
+        explorer = explorer_task(config, record, sample, reduced, run, study, questions, source)
         # the labels come from the workers
-        report, summary = report_task(config, record, sample, reduced, run, study, questions, context, no_maps)
+        report = report_task(config, sample, run, study, summary, sections, explorer)
+        artifacts_task(summary, run, study, report, sections, notes)
     log.info("report: %s", report)
-    return {"report": report, "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
+    return {"report": str(report), "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

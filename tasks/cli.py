@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from tasks.errors import InputError
 
@@ -41,6 +42,13 @@ def _argument(annotation: Any) -> dict[str, Any]:
     return {"type": annotation}
 
 
+def leaves(model: type[BaseModel]) -> dict[str, tuple[FieldInfo, Any]]:
+    """The flags of a config: each field and its default, a nested group's fields in the group's place."""
+    if hasattr(model, "leaves"):
+        return model.leaves()
+    return {name: (field, field.default) for name, field in model.model_fields.items()}
+
+
 def config_parser(models: Sequence[type[BaseModel]], description: str, exclude: Sequence[str] = ()
                   ) -> argparse.ArgumentParser:
     """A parser with one flag per config field; a name shared by several configs is one flag that sets all
@@ -50,13 +58,13 @@ def config_parser(models: Sequence[type[BaseModel]], description: str, exclude: 
                         "bars (transformers' model load report, weight loading bars)")
     seen: set[str] = set(exclude)
     for model in models:
-        for name, field in model.model_fields.items():
+        for name, (field, value) in leaves(model).items():
             if name in seen:
                 continue
             seen.add(name)
             parser.add_argument(
                 f"--{name.replace('_', '-')}", dest=name, **_argument(field.annotation),
-                help=f"{field.description} (default: {field.default})",
+                help=f"{field.description} (default: {value})",
             )
     return parser
 
@@ -84,16 +92,16 @@ def flag_table(models: Sequence[type[BaseModel]], exclude: Sequence[str] = ()) -
     rows = ["| flag | type | default | meaning |", "| --- | --- | --- | --- |"]
     seen: set[str] = set(exclude)
     for model in models:
-        for name, field in model.model_fields.items():
+        for name, (field, value) in leaves(model).items():
             if name in seen:
                 continue
             seen.add(name)
-            owners = [other.__name__ for other in models if name in other.model_fields]
+            owners = [other.__name__ for other in models if name in leaves(other)]
             text = (field.description or "").replace("|", "\\|")
             if len(owners) > 1:
                 text += f" (sets {', '.join(owners)})"
             flag = f"`--{name.replace('_', '-')}`"
-            rows.append(f"| {flag} | {kind(field.annotation)} | {default(field.default)} | {text} |")
+            rows.append(f"| {flag} | {kind(field.annotation)} | {default(value)} | {text} |")
     return "\n".join(rows)
 
 
@@ -107,17 +115,19 @@ def configs_from_args(models: Sequence[type[BaseModel]], description: str, argv:
 
         transformers_logging.set_verbosity_info()
     try:
-        return [model(**{k: v for k, v in values.items() if k in model.model_fields}) for model in models]
+        return [model(**{k: v for k, v in values.items() if k in leaves(model)}) for model in models]
     except ValidationError as exc:
         parser.error("; ".join(_problem(error) for error in exc.errors()))
 
 
 def _problem(error: dict) -> str:
-    """A validation error as the command line says it: the flag, where the error is about one field."""
+    """A validation error as the command line says it: the flag, where the error is about one field (a nested
+    group's name left out: the flag is its field's)."""
     message = error["msg"].removeprefix("Value error, ")
     if not error["loc"]:
         return message
-    return f"--{'.'.join(map(str, error['loc'])).replace('_', '-')}: {message}"
+    loc = error["loc"][1:] if len(error["loc"]) > 1 and isinstance(error["loc"][1], str) else error["loc"]
+    return f"--{'.'.join(map(str, loc)).replace('_', '-')}: {message}"
 
 
 def config_from_args(model: type[Config], description: str, argv: Sequence[str] | None = None) -> Config:

@@ -1,4 +1,4 @@
-"""Typed extraction configuration: the flow's parameters, the CLI flags and the dataset fingerprint."""
+"""Typed configs of every flow (the flows' parameters, the CLI flags) and the dataset fingerprint."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tasks.groups import Compute, Density, FindingRules, Grouped, Intervals, Projection, RoleRules, Sampling
 
 EMBEDDED_SAMPLE = "embedded"
 DEMO_SAMPLE = "demo"
@@ -89,10 +91,8 @@ def fingerprint(record: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-class ClusterConfig(BaseModel):
+class ClusterConfig(Grouped):
     """Everything that defines a clustering run over a published dataset."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset: str = Field("outputs/dataset", description="dataset folder: path or fsspec URL")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
@@ -100,42 +100,27 @@ class ClusterConfig(BaseModel):
     on_bad_shard: Literal["fail", "skip"] = Field("fail", description="a shard that is missing, damaged or does not match its manifest, or whose manifest cannot be read: 'fail' the run in one line naming it, or 'skip' it and say so in the report")
     out: str = Field("outputs/clusters", description="local folder for labels, tables and the report (replaced whole when done; it must be absent, empty or an earlier run's outputs)")
     shards: list[int] | None = Field(None, description="only these shard indices (default: all published)")
-    sample: Literal["first", "random", "all"] = Field("first", description="'first': the first features of each shard (as the original); 'random': a seeded fraction of rows; 'all': every row of the dataset")
-    features_per_shard: int | None = Field(None, ge=1, description="with sample 'first': features kept per shard (default: all)")
-    fraction: float = Field(1.0, gt=0, le=1, description="with sample 'random': fraction of rows kept")
+    sampling: Sampling = Sampling()
     seed: int = Field(0, description="seed of sampling and of every algorithm")
     standardize: bool = Field(False, description="standardise each dimension before PCA")
-    pca_components: int = Field(50, ge=2, description="PCA components the clusterings run on")
-    pca_fit_rows: int = Field(20000, ge=2, description="rows (seeded choice) PCA is fitted on; every row is then projected where it is read")
+    pca: Projection = Projection()
     k: int | None = Field(None, ge=2, description="KMeans clusters (default: chosen by the k search)")
     k_min: int = Field(2, ge=2, description="smallest k of the k search")
     k_max: int = Field(12, ge=2, description="largest k of the k search")
     silhouette_sample: int = Field(5000, ge=10, description="rows sampled for silhouette scores")
     kmeans_rows: int = Field(1_200_000, ge=10, description="KMeans and the k search fit on at most this many rows (seeded choice); every row gets its nearest centre")
-    knee_sample: int = Field(10_000, ge=10, description="rows (seeded choice) whose distance to their min_samples-th neighbour among all rows draws the k-distance curve")
-    dbscan_exact_rows: int = Field(10_000, ge=10, description="exact DBSCAN up to this many rows (and while its neighbourhoods fit the memory budget); beyond, DBSCAN++ on a core sample")
-    dbscan_core_sample: int = Field(20_000, ge=10, description="DBSCAN++: rows (seeded choice) tested as core points; every row joins its nearest core's cluster within eps")
-    memory_budget: float | None = Field(None, gt=0, description="GB that one process (the flow or a Dask worker) may hold for a stage's arrays; a stage that cannot fit fails at once (default: this machine's memory shared by the workers and the flow)")
-    eps: float | None = Field(None, gt=0, description="DBSCAN eps (default: the knee of the k-distance curve)")
-    min_samples: int = Field(10, ge=2, description="DBSCAN min_samples")
-    eps_grid: list[float] | None = Field(None, description="eps values of the grid search (default: 0.5x..1.5x the suggested eps)")
-    min_samples_grid: list[int] = Field([5, 10, 20], description="min_samples values of the grid search")
+    density: Density = Density()
     recluster_k: int = Field(4, ge=2, description="KMeans clusters when re-clustering the largest cluster")
     recluster_depth: int = Field(1, ge=0, description="times the largest cluster is re-clustered")
     exemplars: int = Field(3, ge=0, description="attention maps shown per cluster (nearest its centre)")
     top_clusters: int = Field(6, ge=1, description="largest clusters shown as layer x head heatmaps")
     explorer_points: int = Field(100_000, ge=1, description="rows (seeded choice) drawn in explorer.html's projection")
-    role_threshold: float = Field(0.5, gt=0, lt=1, description="a map (and a head, by its mean) is an X map when more than this share of its attention goes to X (Clark et al. 2019)")
-    mixed_threshold: float = Field(0.2, gt=0, lt=1, description="vertical+diagonal pattern: both the vertical and the diagonal mass at least this, and together above the role threshold")
-    block_threshold: float = Field(0.5, gt=0, lt=1, description="block pattern: segment focus above this (0 for uniform rows, 1 when each segment attends only to itself)")
+    roles: RoleRules = RoleRules()
     qa_statistic: str = Field("cls_mass", description="statistic whose answerable minus unanswerable difference is tested per head")
-    bootstrap: int = Field(200, ge=10, description="bootstrap resamples of features behind every confidence interval")
-    permutations: int = Field(10_000, ge=10, description="permutations of the answerable / unanswerable labels per head")
+    intervals: Intervals = Intervals()
     stability_resamples: int = Field(10, ge=2, description="bootstrap re-fits of each clustering for its stability")
-    scheduler: str | None = Field(None, description="address of an existing Dask scheduler (default: start a local cluster)")
-    backend: Literal["auto", "cpu", "gpu"] = Field("auto", description="'gpu': cuML on LocalCUDACluster; 'cpu': scikit-learn on LocalCluster")
-    n_workers: int | None = Field(None, ge=1, description="workers of a local cluster (default: one per GPU or per core)")
-    worker_kind: Literal["auto", "processes", "threads"] = Field("auto", description="a local CPU cluster's workers: 'processes', 'threads' of the flow's process (nothing to start), or 'auto': threads where the rows to read hold under 1 GB of float32 embeddings")
+    findings: FindingRules = FindingRules()
+    compute: Compute = Compute()
 
 
 # Fields that a resumed fine-tune may change: where things go, how long it runs, how it is evaluated and logged.
@@ -180,31 +165,23 @@ class FinetuneConfig(Windows, AnswerCheck):
         return self.model_dump(exclude=_NOT_IN_TRAINING_FINGERPRINT)
 
 
-class CompareConfig(BaseModel):
+class CompareConfig(Grouped):
     """Everything that defines a comparison of two datasets of the same features, head by head."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     a: str | None = Field(None, description="dataset A (the reference): path or fsspec URL; with --b unset too, the offline demo: MiniLM-L6 (outputs/dataset) against itself after a short fine-tune (outputs/finetune, outputs/dataset-finetuned)")
     b: str | None = Field(None, description="dataset B (compared with A): path or fsspec URL, holding the same features")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
     out: str = Field("outputs/compare", description="local folder for the tables, summary.json and report.html (replaced whole when done; it must be absent, empty or an earlier run's outputs)")
     shards: list[int] | None = Field(None, description="only these shard indices (default: all published)")
-    sample: Literal["first", "random", "all"] = Field("first", description="'first': the first features of each shard; 'random': a seeded fraction of rows (the same rows of both datasets); 'all': every row")
-    features_per_shard: int | None = Field(None, ge=1, description="with sample 'first': features kept per shard (default: all)")
-    fraction: float = Field(1.0, gt=0, le=1, description="with sample 'random': fraction of rows kept")
+    sampling: Sampling = Sampling()
     seed: int = Field(0, description="seed of sampling, PCA, KMeans and every resampling")
-    pca_components: int = Field(50, ge=2, description="components of the one PCA fitted on rows of both datasets")
-    pca_fit_rows: int = Field(20000, ge=2, description="rows (seeded choice, half from each dataset) the PCA is fitted on")
+    pca: Projection = Projection()
     k: int = Field(8, ge=2, description="clusters of the joint KMeans over the rows of both datasets (cluster migration)")
     kmeans_rows: int = Field(1_200_000, ge=10, description="the joint KMeans fits on at most this many rows (seeded choice); every row gets its nearest centre")
     distance_rows: int = Field(200, ge=5, description="features per head (seeded choice) whose rows of both datasets enter the energy distance")
-    permutations: int = Field(1000, ge=10, description="swaps of A and B within each feature behind the p-values of the energy distance and of the cluster shares")
+    intervals: Intervals = Intervals(permutations=1000)
     alpha: float = Field(0.05, gt=0, lt=1, description="a head is changed (migrated) where the Benjamini-Hochberg q-value of its energy distance (cluster-share shift) over the heads is below this")
-    bootstrap: int = Field(200, ge=10, description="bootstrap resamples of features behind every confidence interval")
-    role_threshold: float = Field(0.5, gt=0, lt=1, description="a head has role X when more than this share of its attention goes to X on average (Clark et al. 2019)")
-    mixed_threshold: float = Field(0.2, gt=0, lt=1, description="vertical+diagonal pattern: both masses at least this, and together above the role threshold")
-    block_threshold: float = Field(0.5, gt=0, lt=1, description="block pattern: segment focus above this")
+    roles: RoleRules = RoleRules()
     memory_budget: float | None = Field(None, gt=0, description="GB this process may hold for the comparison's arrays; a run that cannot fit fails at once (default: this machine's memory)")
     explorer_points: int = Field(100_000, ge=2, description="rows (a seeded choice of paired rows, half in A, half in B) drawn in explorer.html's projection")
     explorer_maps: int = Field(3, ge=0, description="explorer.html: the most displaced heads whose attention maps are recomputed with both models on 2 seeded features (needs each dataset's model and source; 0: none)")

@@ -49,7 +49,7 @@ def check_writable(dest: Location) -> None:
 
 
 def check_backend(cfg: ClusterConfig) -> None:
-    if cfg.backend == "gpu" and cfg.scheduler is None:
+    if cfg.compute.backend == "gpu" and cfg.compute.scheduler is None:
         choose_backend("gpu", visible_gpus())
 
 

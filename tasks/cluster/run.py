@@ -117,8 +117,8 @@ def check_budget(n: int, dim: int, cfg: ClusterConfig, budget: MemoryBudget) -> 
     """Fails at once where the reduced rows, KMeans' copies of them or the knee's query block cannot fit."""
     fitted = min(n, cfg.kmeans_rows)
     budget.check("KMeans", fitted, fitted * dim * 4 * 3 + n * 8 * 4, "lower --kmeans-rows")
-    budget.check("k-distance knee", min(n, cfg.knee_sample), min(n, cfg.knee_sample) * (dim * 4 + 1024 * 8) + n * dim * 4,
-                 "lower --knee-sample")
+    knee = min(n, cfg.density.knee_sample)
+    budget.check("k-distance knee", knee, knee * (dim * 4 + 1024 * 8) + n * dim * 4, "lower --knee-sample")
 
 
 def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig, budget: MemoryBudget
@@ -138,15 +138,16 @@ def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig, 
         k = cfg.k or chosen
         kmeans = fits[k] if k in fits else kmeans_fits(backend, reduced, [k], cfg.seed, cfg.kmeans_rows)[0]
     with timed(seconds, "k-distance knee"):
-        queries = np.sort(np.random.RandomState(cfg.seed).permutation(n)[:cfg.knee_sample])
-        kth = backend.kth_neighbour_distance(reduced[queries], reduced, min(cfg.min_samples, n))
+        queries = np.sort(np.random.RandomState(cfg.seed).permutation(n)[:cfg.density.knee_sample])
+        kth = backend.kth_neighbour_distance(reduced[queries], reduced, min(cfg.density.min_samples, n))
         suggested = suggest_eps(kth)
     with timed(seconds, "DBSCAN grid"):
-        eps_values = cfg.eps_grid or [round(suggested * f, 6) for f in (0.5, 0.75, 1.0, 1.25, 1.5)]
-        settings = DensitySettings(budget.bytes, cfg.dbscan_exact_rows, cfg.dbscan_core_sample, cfg.seed)
-        grid, cells = dbscan_grid(backend, reduced, eps_values, cfg.min_samples_grid, settings)
-        eps = cfg.eps or round(suggested, 6)
-        cell = (float(eps), cfg.min_samples)
+        eps_values = cfg.density.eps_grid or [round(suggested * f, 6) for f in (0.5, 0.75, 1.0, 1.25, 1.5)]
+        settings = DensitySettings(budget.bytes, cfg.density.dbscan_exact_rows, cfg.density.dbscan_core_sample,
+                                   cfg.seed)
+        grid, cells = dbscan_grid(backend, reduced, eps_values, cfg.density.min_samples_grid, settings)
+        eps = cfg.density.eps or round(suggested, 6)
+        cell = (float(eps), cfg.density.min_samples)
         dbscan, record = cells[cell] if cell in cells else backend.dbscan(reduced, [cell], settings)[0]
 
     run = ClusteringRun(sample.reducer.explained_variance_ratio, k_table, chosen, kth, suggested, grid,
@@ -155,9 +156,9 @@ def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig, 
     run.params[Clustering.KMEANS] = {"k": k, "chosen_by": "config" if cfg.k else K_RULE,
                                      "fitted_on": min(n, cfg.kmeans_rows)}
     run.labels[Clustering.DBSCAN] = dbscan
-    run.params[Clustering.DBSCAN] = {"eps": eps, "min_samples": cfg.min_samples, "method": record["method"],
+    run.params[Clustering.DBSCAN] = {"eps": eps, "min_samples": cfg.density.min_samples, "method": record["method"],
                                      "core_sample": record["core_sample"], "knee_sample": len(queries),
-                                     "eps_from": "config" if cfg.eps else "knee of the k-distance curve"}
+                                     "eps_from": "config" if cfg.density.eps else "knee of the k-distance curve"}
     if record["method"] == DbscanMethod.SAMPLED:
         with timed(seconds, "DBSCAN++ agreement with exact"):
             run.params[Clustering.DBSCAN]["agreement_with_exact"] = backend.dbscan_agreement(reduced, cell, settings)

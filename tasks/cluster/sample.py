@@ -19,6 +19,7 @@ import pyarrow as pa
 from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.errors import InputError
+from tasks.groups import Projection, Sampling
 from tasks.storage.faults import retrying
 from tasks.storage.location import Location
 from tasks.storage.reading import BytesRead, read_rows
@@ -40,6 +41,11 @@ class SampleSpec:
     features_per_shard: int | None = None
     fraction: float = 1.0
     seed: int = 0
+
+    @classmethod
+    def of(cls, sampling: Sampling, seed: int) -> SampleSpec:
+        """The rows a config's sampling group and seed choose."""
+        return cls(sampling.sample, sampling.features_per_shard, sampling.fraction, seed)
 
     def feature_stop(self, manifest: Manifest) -> int | None:
         """Features at or past this id are not read (None: no bound)."""
@@ -201,12 +207,13 @@ def _row_group_rows(manifest: Manifest) -> int:
     return max((g.rows for g in manifest.row_groups), default=0) if manifest.row_groups else manifest.rows
 
 
-def load_sample(client, dataset: Location, manifests: list[Manifest], spec: SampleSpec, components: int,
-                standardize: bool, fit_rows: int, dim: int, budget: MemoryBudget, on_bad_shard: str = "fail",
+def load_sample(client, dataset: Location, manifests: list[Manifest], spec: SampleSpec, pca: Projection,
+                standardize: bool, dim: int, budget: MemoryBudget, on_bad_shard: str = "fail",
                 skipped: dict[int, str] | None = None) -> Sample:
-    """Fits the PCA on a seeded sample of rows, then reads and projects every selected row on the workers.
+    """Fits the PCA (`pca`) on a seeded sample of rows, then reads and projects every selected row on the workers.
     A missing or corrupt shard fails the run, or with on_bad_shard 'skip' is left out and named (beside those in
     `skipped`, already left out: their manifests could not be read)."""
+    components, fit_rows = pca.pca_components, pca.pca_fit_rows
     selected = sum(spec.selected_rows(m) for m in manifests)
     if selected == 0:
         raise InputError(f"{dataset.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")

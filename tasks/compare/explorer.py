@@ -4,15 +4,19 @@ head's joint-cluster shares in A and in B, and the maps of the most displaced he
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from tasks.cluster.density import seeded_rows
+from tasks.compare.alignment import Pair
 from tasks.compare.paired import PairedRows
 from tasks.compare.tables import Comparison
+from tasks.config import CompareConfig
+from tasks.extract.exemplars import attention_maps_of, exemplars_unavailable
 from tasks.report.explorer import HEAD_FEATURES, ExplorerData, MapView
-from tasks.report.projection import seeded_subset
 from tasks.report.sections import MapSource
 from tasks.research.heads import head_clusters_table
 from tasks.research.roles import PATTERNS, RoleRules, has_patterns, pattern_codes
@@ -85,7 +89,7 @@ def diff_explorer_data(rows: PairedRows, comparison: Comparison, *, points: int 
                        map_heads: int = 3, title: str = "What changed in the heads") -> ExplorerData:
     """The diff page's data: at most `points` rows (a seeded choice of paired positions, each drawn in A and in
     B); with `maps`, both models' maps of the `map_heads` most displaced heads."""
-    chosen = seeded_subset(len(rows), max(1, points // 2), seed)
+    chosen = seeded_rows(len(rows), max(1, points // 2), seed)
     shown = "every paired row" if len(chosen) == len(rows) else \
         f"a seeded sample of {len(chosen):,} of {len(rows):,} paired rows"
     note = f"Projection: the first two components of the one PCA fitted on rows of both datasets; {shown}, " \
@@ -93,3 +97,22 @@ def diff_explorer_data(rows: PairedRows, comparison: Comparison, *, points: int 
     views = _maps(rows, comparison, maps, map_heads, seed) if maps is not None and map_heads > 0 else []
     return ExplorerData(title, comparison.n_layers, comparison.n_heads, diff_heads(comparison.heads),
                         _points(rows, comparison, chosen, rules), note, _head_clusters(rows, comparison), views)
+
+
+def maps_unavailable(config: CompareConfig, pair: Pair) -> str | None:
+    """Why this version cannot recompute either dataset's maps, or None."""
+    return next(filter(None, (exemplars_unavailable(record, location.url, config.credentials)
+                              for record, location in ((pair.record_a, pair.a), (pair.record_b, pair.b)))), None)
+
+
+def diff_explorer(config: CompareConfig, pair: Pair, rows: PairedRows, comparison: Comparison, no_maps: str | None
+                  ) -> ExplorerData:
+    """explorer.html's data; the maps recomputed with each dataset's own model and source, none where `no_maps`
+    says why not."""
+    sides = tuple(ModelMaps(record.model.model, functools.partial(attention_maps_of, record, location.url,
+                                                                  config.credentials))
+                  for record, location in ((pair.record_a, pair.a), (pair.record_b, pair.b)))
+    return diff_explorer_data(rows, comparison, points=config.explorer_points, seed=config.seed, rules=config.roles,
+                              maps=None if no_maps else sides, map_heads=config.explorer_maps,
+                              title=f"What changed in the heads: {pair.record_b.model.model} against "
+                                    f"{pair.record_a.model.model}")

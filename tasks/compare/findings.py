@@ -56,8 +56,8 @@ def depth_finding(comparison: Comparison, cfg: CompareConfig) -> Finding | None:
     def numbers(means: np.ndarray) -> np.ndarray:
         return np.array([means[0, column], means[1, column], means[2, column], means[2, column] - means[0, column]])
 
-    estimate, low, high = comparison.grid.group_means(np.repeat(third, comparison.n_heads), 3, cfg.bootstrap,
-                                                      cfg.seed, combine=numbers)
+    estimate, low, high = comparison.grid.group_means(np.repeat(third, comparison.n_heads), 3,
+                                                      cfg.intervals.bootstrap, cfg.seed, combine=numbers)
     names = ["first", "middle", "last"]
     present = [i for i in range(3) if (third == i).any()]
     most = names[max(present, key=lambda i: estimate[i])]
@@ -81,12 +81,12 @@ def changed_heads_finding(heads: pd.DataFrame, features: int, cfg: CompareConfig
     listed = ", ".join(_name(r) for r in changed.head(HEADS_NAMED).itertuples())
     more = f" and {len(changed) - HEADS_NAMED} more" if len(changed) > HEADS_NAMED else ""
     used = min(features, cfg.distance_rows)
-    floor = smallest_p(used, cfg.permutations)
+    floor = smallest_p(used, cfg.intervals.permutations)
     limit = (f" With {used} features a head's p-value cannot go below {floor:.3g}, so one head alone cannot reach "
              f"q < {cfg.alpha:g} among {len(heads)}." if changed.empty and floor * len(heads) >= cfg.alpha else "")
     text = (f"{len(changed)} of {len(heads)} heads changed: their rows in B are further from their rows in A than "
             f"swapping A and B within features gives (energy distance, Benjamini-Hochberg q < {cfg.alpha:g}, "
-            f"{cfg.permutations} permutations){': ' + listed + more if listed else ''}.{limit}")
+            f"{cfg.intervals.permutations} permutations){': ' + listed + more if listed else ''}.{limit}")
     return Finding(key=CompareFinding.CHANGED_HEADS, text=text, value=len(changed) / max(len(heads), 1), low=None,
                    high=None,
                    evidence="compare.csv: energy_distance, energy_p, energy_q, changed")
@@ -96,7 +96,7 @@ def migration_finding(comparison: Comparison, cfg: CompareConfig) -> Finding:
     """Share of rows whose joint cluster differs between A and B, overall and in the layer where most do."""
     column = comparison.grid.columns.index("migration")
     n_slots = comparison.n_layers * comparison.n_heads
-    estimate, low, high = comparison.grid.group_means(np.zeros(n_slots, int), 1, cfg.bootstrap, cfg.seed)
+    estimate, low, high = comparison.grid.group_means(np.zeros(n_slots, int), 1, cfg.intervals.bootstrap, cfg.seed)
     layers = comparison.layers
     top = layers.loc[layers["migration"].idxmax()]
     migrated = int(comparison.heads["migrated"].sum())

@@ -16,6 +16,7 @@ from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.sample import SampleSpec, fit_groups, fit_vectors, sampled_rows
 from tasks.compare.alignment import Pair, check_keys
 from tasks.errors import InputError
+from tasks.groups import Projection
 from tasks.research.source import feature_questions
 from tasks.storage.faults import retrying
 from tasks.storage.reading import BytesRead, read_rows
@@ -105,8 +106,9 @@ def _read_shard_pair(pair: Pair, manifest_a: Manifest, manifest_b: Manifest, spe
                  tuple(np.concatenate(r) for r in reduced), tuple(sums), counter.count, feature_questions(keys))
 
 
-def read_pairs(pair: Pair, spec: SampleSpec, components: int, fit_rows: int, budget: MemoryBudget) -> PairedRows:
-    """Fits the joint PCA, then reads every selected shard of both datasets side by side."""
+def read_pairs(pair: Pair, spec: SampleSpec, pca: Projection, budget: MemoryBudget) -> PairedRows:
+    """Fits the joint PCA (`pca`), then reads every selected shard of both datasets side by side."""
+    components, fit_rows = pca.pca_components, pca.pca_fit_rows
     selected = sum(spec.selected_rows(m) for m in pair.manifests_a)
     if selected == 0:
         raise InputError(f"{pair.a.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")

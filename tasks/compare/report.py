@@ -78,7 +78,7 @@ def compare_sections(comparison: Comparison, findings: list[Finding], statistics
                 [("Layers (all columns in layers.parquet)", layers[layer_columns])],
                 [plot_layers(layers, ["displacement", "migration"])]),
         Section("Heads", f"The {HEADS_SHOWN} heads with the largest energy distance. Energy distance on at most "
-                         f"{cfg.distance_rows} seeded features per head, {cfg.permutations} permutations swapping A "
-                         f"and B within features; joint KMeans with k = {cfg.k}.",
+                         f"{cfg.distance_rows} seeded features per head, {cfg.intervals.permutations} permutations "
+                         f"swapping A and B within features; joint KMeans with k = {cfg.k}.",
                 [("Most changed heads (all columns in compare.parquet)", most[shown])], []),
     ]

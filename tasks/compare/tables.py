@@ -14,7 +14,6 @@ from tasks.compare.paired import PairedRows
 from tasks.compare.role_changes import head_means, pattern_changes, role_changes
 from tasks.compare.shift import cosine_distance, displacement, energy_tests, per_head_rows
 from tasks.config import CompareConfig
-from tasks.research.roles import RoleRules
 from tasks.research.statistics import benjamini_hochberg
 
 
@@ -47,18 +46,18 @@ def _heads_table(rows: PairedRows, cfg: CompareConfig, n_layers: int, n_heads: i
     table["cosine_distance"] = cosine_distance(rows.mean_a, rows.mean_b)
     chosen = per_head_rows(rows.feature_id, rows.slot, n_slots, cfg.distance_rows, cfg.seed)
     table["energy_distance"], table["energy_p"] = energy_tests(rows.reduced_a, rows.reduced_b, chosen,
-                                                               cfg.permutations, cfg.seed)
+                                                               cfg.intervals.permutations, cfg.seed)
     table["energy_q"] = benjamini_hochberg(table["energy_p"].to_numpy())
     table["changed"] = table["energy_q"] < cfg.alpha
-    table = _with_intervals(table, grid.columns, *grid.group_means(np.arange(n_slots), n_slots, cfg.bootstrap, cfg.seed))
+    table = _with_intervals(table, grid.columns,
+                            *grid.group_means(np.arange(n_slots), n_slots, cfg.intervals.bootstrap, cfg.seed))
     table["cluster_shift"], table["cluster_shift_p"] = share_shift_tests(*labels, rows.slot, n_slots, cfg.k,
-                                                                         cfg.permutations, cfg.seed)
+                                                                         cfg.intervals.permutations, cfg.seed)
     table["cluster_shift_q"] = benjamini_hochberg(table["cluster_shift_p"].to_numpy())
     table["migrated"] = table["cluster_shift_q"] < cfg.alpha
-    rules = RoleRules(cfg.role_threshold, cfg.mixed_threshold, cfg.block_threshold)
     means_a, means_b = (head_means(s, rows.slot, n_slots) for s in (rows.stats_a, rows.stats_b))
-    table = table.join(role_changes(means_a, means_b, rules))
-    table = table.join(pattern_changes(rows.stats_a, rows.stats_b, rows.slot, n_slots, rules))
+    table = table.join(role_changes(means_a, means_b, cfg.roles))
+    table = table.join(pattern_changes(rows.stats_a, rows.stats_b, rows.slot, n_slots, cfg.roles))
     return table.join(means_a.add_prefix("mean_a_")).join(means_b.add_prefix("mean_b_"))
 
 
@@ -77,7 +76,8 @@ def _layers_table(heads: pd.DataFrame, grid: FeatureGrid, cfg: CompareConfig, n_
     if "pattern_shift" in heads:
         table["pattern_shift"] = by_layer["pattern_shift"].mean().to_numpy()
     layer_of_slot = np.arange(n_layers * n_heads) // n_heads
-    return _with_intervals(table, grid.columns, *grid.group_means(layer_of_slot, n_layers, cfg.bootstrap, cfg.seed))
+    return _with_intervals(table, grid.columns,
+                           *grid.group_means(layer_of_slot, n_layers, cfg.intervals.bootstrap, cfg.seed))
 
 
 def compare_rows(rows: PairedRows, statistics: list[str], n_layers: int, n_heads: int, cfg: CompareConfig

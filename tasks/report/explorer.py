@@ -27,8 +27,9 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from tasks.cluster.density import seeded_rows
 from tasks.cluster.labels import NOISE, cluster_sizes, nearest_to_centre
-from tasks.report.projection import Method, project, seeded_subset
+from tasks.report.projection import Method, project
 from tasks.report.sections import MapSource
 from tasks.research.roles import PATTERNS, RoleRules, has_patterns, pattern_codes
 
@@ -155,7 +156,7 @@ def render_explorer(data: ExplorerData) -> str:
 
 def _points(rows: pd.DataFrame, reduced: np.ndarray, labels: dict[str, np.ndarray], questions: pd.DataFrame,
             rules: RoleRules, cap: int, seed: int, method: Method) -> tuple[pd.DataFrame, str]:
-    chosen = seeded_subset(len(rows), cap, seed)
+    chosen = seeded_rows(len(rows), cap, seed)
     picked = rows.iloc[chosen].reset_index(drop=True)
     projection = project(reduced[chosen], seed, method)
     points = pd.DataFrame({"x": projection.xy[:, 0], "y": projection.xy[:, 1],

@@ -19,13 +19,6 @@ class Projection:
     note: str  # how it was made, for the page
 
 
-def seeded_subset(n: int, cap: int, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded choice of at most `cap` of `n` rows (all of them when n <= cap)."""
-    if n <= cap:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
-
-
 def _umap_module():
     """umap-learn's module, or None where it is missing (an unrelated or leftover `umap` has no UMAP)."""
     try:

@@ -9,19 +9,10 @@ from pydantic import BaseModel, ConfigDict
 
 from tasks.cluster.labels import NOISE, cluster_sizes
 from tasks.cluster.run import ClusteringRun
-from tasks.cluster.sample import Sample
+from tasks.cluster.sample import Sample, SampleSpec
 from tasks.research.findings import Finding
 
 SUMMARY_FORMAT = "squad-attention-atlas-clusters/2"  # 2: findings
-
-
-class SampleRecord(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    mode: str
-    features_per_shard: int | None
-    fraction: float
-    seed: int
 
 
 class ClusteringSummary(BaseModel):
@@ -46,7 +37,7 @@ class RunContext(BaseModel):
     skipped_shards: dict[str, str]
     compute: str
     backend: str
-    sample: SampleRecord
+    sample: SampleSpec
     memory_budget_gb: float
 
 

@@ -4,10 +4,10 @@ the masses they are defined by."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
+
+from tasks.groups import RoleRules
 
 # role -> the statistic holding the attention mass on it (question_to_context and context_to_question are not
 # roles: the context holds most tokens, so a uniform map already gives it more than half)
@@ -16,15 +16,6 @@ ROLE_MASSES = {"[CLS]": "cls_mass", "[SEP]": "sep_mass", "punctuation": "punct_m
 VERTICAL = ("cls_mass", "sep_mass", "punct_mass")  # whole columns: special tokens and punctuation
 DIAGONAL = ("prev_mass", "diag_mass", "next_mass")  # the band around the diagonal
 PATTERNS = ("vertical", "diagonal", "vertical+diagonal", "block", "heterogeneous")
-
-
-@dataclass(frozen=True)
-class RoleRules:
-    """Thresholds of the rules; see README ("Head roles")."""
-
-    role: float = 0.5
-    mixed: float = 0.2
-    block: float = 0.5
 
 
 def available_roles(statistics: list[str]) -> dict[str, str]:
@@ -37,26 +28,27 @@ def has_patterns(statistics: list[str]) -> bool:
 
 
 def map_roles(stats: pd.DataFrame, rules: RoleRules) -> pd.DataFrame:
-    """One bool column per available role: the map gives more than `rules.role` of its attention to it."""
-    return pd.DataFrame({role: stats[stat].to_numpy() > rules.role
+    """One bool column per available role: the map gives more than `rules.role_threshold` of its attention to it."""
+    return pd.DataFrame({role: stats[stat].to_numpy() > rules.role_threshold
                          for role, stat in available_roles(list(stats.columns)).items()}, index=stats.index)
 
 
 def pattern_codes(stats: pd.DataFrame, rules: RoleRules) -> np.ndarray:
     """Each map's pattern class as an index into PATTERNS, the first rule that holds: vertical mass (VERTICAL)
-    above `role`; diagonal mass (DIAGONAL) above `role`; both at least `mixed` and together above `role`;
-    segment focus above `block`; else heterogeneous."""
+    above `role_threshold`; diagonal mass (DIAGONAL) above it; both at least `mixed_threshold` and together
+    above `role_threshold`; segment focus above `block_threshold`; else heterogeneous."""
     vertical = stats[list(VERTICAL)].to_numpy(np.float64).sum(axis=1)
     diagonal = stats[list(DIAGONAL)].to_numpy(np.float64).sum(axis=1)
-    rules_hold = [vertical > rules.role, diagonal > rules.role,
-                  (vertical >= rules.mixed) & (diagonal >= rules.mixed) & (vertical + diagonal > rules.role),
-                  stats["segment_focus"].to_numpy() > rules.block]
+    role, mixed = rules.role_threshold, rules.mixed_threshold
+    rules_hold = [vertical > role, diagonal > role,
+                  (vertical >= mixed) & (diagonal >= mixed) & (vertical + diagonal > role),
+                  stats["segment_focus"].to_numpy() > rules.block_threshold]
     return np.select(rules_hold, [0, 1, 2, 3], default=4)
 
 
 def head_roles(mean_masses: pd.DataFrame, rules: RoleRules) -> pd.Series:
-    """Clark's rule on each head's mean masses: the roles (joined by ', ') taking more than `rules.role` of its
-    attention on average; '' for none."""
+    """Clark's rule on each head's mean masses: the roles (joined by ', ') taking more than `rules.role_threshold`
+    of its attention on average; '' for none."""
     roles = available_roles(list(mean_masses.columns))
-    return pd.Series([", ".join(role for role, stat in roles.items() if row[stat] > rules.role)
+    return pd.Series([", ".join(role for role, stat in roles.items() if row[stat] > rules.role_threshold)
                       for _, row in mean_masses.iterrows()], index=mean_masses.index, dtype=object)

@@ -10,6 +10,8 @@ import pandas as pd
 
 from tasks.cluster.clusterings import Clustering, is_kmeans, reclustered
 from tasks.cluster.dbscan import DbscanMethod
+from tasks.config import ClusterConfig
+from tasks.groups import FindingRules
 from tasks.research.agreement import agreement_table, clusters_by_pattern, row_references
 from tasks.research.findings import (
     Finding,
@@ -31,7 +33,13 @@ class StudySettings:
     stability_resamples: int
     kmeans_rows: int
     qa_statistic: str = "cls_mass"
-    small_clusters: int = 10
+    thresholds: FindingRules = FindingRules()
+
+    @classmethod
+    def of(cls, config: ClusterConfig) -> StudySettings:
+        """A clustering run's settings: its role rules, resamples, seed and finding thresholds."""
+        return cls(config.roles, Resampling(config.intervals.bootstrap, config.intervals.permutations, config.seed),
+                   config.stability_resamples, config.kmeans_rows, config.qa_statistic, config.findings)
 
 
 @dataclass
@@ -68,7 +76,7 @@ def original_findings(rows: Rows, labels: dict[str, np.ndarray], s: StudySetting
                          f"DBSCAN leaves one dominant cluster holding {_ci(first['share'], True)} of the rows; "
                          f"its rows' mean layer is {_ci(first['layer'])} {noise}.",
                          first["share"], f"section {Clustering.DBSCAN}; heads.parquet (dominant_{Clustering.DBSCAN})")]
-    table, shares = small_clusters(rows, dbscan, s.small_clusters, boot, seed)
+    table, shares = small_clusters(rows, dbscan, s.thresholds.small_clusters, boot, seed)
     if shares:
         context = ("" if rows.context is None else f", {_ci(shares['context_share'], True)} from one context (article "
                    "and paragraph)")
@@ -89,15 +97,20 @@ def original_findings(rows: Rows, labels: dict[str, np.ndarray], s: StudySetting
     return findings, table
 
 
-def head_findings(heads: pd.DataFrame, agreement: pd.DataFrame, n_slots: int) -> list[Finding]:
+def _share(value: float) -> str:
+    """A threshold share in words: 'half' for 0.5, else a percentage."""
+    return "half" if value == 0.5 else f"{value:.0%}"
+
+
+def head_findings(heads: pd.DataFrame, agreement: pd.DataFrame, n_slots: int, s: StudySettings) -> list[Finding]:
     """Findings on the heads: consistency, roles, agreement with layer and head, QA-specific heads."""
     findings = []
     consistency = f"consistency_{Clustering.DBSCAN}"
-    consistent = int((heads[f"dominant_share_{Clustering.DBSCAN}"] > 0.5).sum())
+    consistent = int((heads[f"dominant_share_{Clustering.DBSCAN}"] > s.thresholds.dominant_share).sum())
     median = (heads[consistency].median(), heads[f"{consistency}_low"].median(), heads[f"{consistency}_high"].median())
     findings.append(_finding(StudyFinding.CONSISTENCY,
-                             f"{consistent} of {n_slots} heads put more than half of their maps in one DBSCAN cluster; "
-                             f"the median head consistency is {_ci(median)}.", median,
+                             f"{consistent} of {n_slots} heads put more than {_share(s.thresholds.dominant_share)} of "
+                             f"their maps in one DBSCAN cluster; the median head consistency is {_ci(median)}.", median,
                              f"heads.parquet ({consistency}); figure heads-consistency"))
     if "roles" in heads:
         counts = {role: int(heads["roles"].str.contains(role, regex=False).sum()) for role in available_roles(
@@ -106,21 +119,22 @@ def head_findings(heads: pd.DataFrame, agreement: pd.DataFrame, n_slots: int) ->
         patterns = heads["pattern"].value_counts() if "pattern" in heads else pd.Series(dtype=int)
         pattern = f"; the most common pattern is {patterns.index[0]} ({patterns.iloc[0]} heads)" if len(patterns) else ""
         findings.append(_finding(StudyFinding.ROLES,
-                                 f"By Clark's rule (more than half of a head's attention on one target): {named} "
-                                 f"heads{pattern}.", None, "heads.parquet (roles, pattern); figure heads-roles"))
+                                 f"By Clark's rule (more than {_share(s.rules.role_threshold)} of a head's attention "
+                                 f"on one target): {named} heads{pattern}.", None,
+                                 "heads.parquet (roles, pattern); figure heads-roles"))
     dbscan = agreement[agreement["clustering"] == Clustering.DBSCAN].set_index("against")
     parts = ", ".join(f"{against} NMI {row.nmi:.2f} (ARI {row.ari:.2f})" for against, row in dbscan.iterrows())
     findings.append(_finding(StudyFinding.AGREEMENT, f"DBSCAN's clusters against what each row is: {parts}.", None,
                              "agreement.parquet"))
     if "qa_q" in heads:
-        significant = heads[heads["qa_q"] < 0.05]
+        significant = heads[heads["qa_q"] < s.thresholds.qa_alpha]
         top = heads.loc[heads["qa_difference"].abs().idxmax()] if heads["qa_difference"].notna().any() else None
         largest = "" if top is None else (f"; the largest difference is layer {top['layer']} head {top['head']}, "
                                           f"{top['qa_difference']:+.3f}")
         findings.append(_finding(StudyFinding.QA_HEADS,
                                  f"{len(significant)} of {n_slots} heads differ between answerable and "
-                                 "unanswerable questions (permutation test per head, Benjamini-Hochberg q < 0.05)"
-                                 f"{largest}.", None, "heads.parquet (qa_difference, qa_p, qa_q)"))
+                                 "unanswerable questions (permutation test per head, Benjamini-Hochberg q < "
+                                 f"{s.thresholds.qa_alpha:g}){largest}.", None, "heads.parquet (qa_difference, qa_p, qa_q)"))
     return findings
 
 
@@ -140,7 +154,7 @@ def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[st
     agreement = agreement_table(labels, references)
     by_pattern = clusters_by_pattern(labels, references["pattern"]) if "pattern" in references else None
     findings, small = original_findings(facts_rows, labels, settings)
-    findings += head_findings(table, agreement, layers * heads)
+    findings += head_findings(table, agreement, layers * heads, settings)
     stability = []
     resamples, seed = settings.stability_resamples, settings.resampling.seed
     for name, values in labels.items():

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from tasks.cluster.clusterings import Clustering, is_kmeans, reclustered
 from tasks.cluster.cpu import CpuBackend
 from tasks.cluster.dask_cluster import SMALL_INPUT_BYTES, dask_cluster, local_processes
+from tasks.cluster.density import seeded_rows
 from tasks.cluster.dbscan import DensitySettings
 from tasks.cluster.gpus import choose_backend
 from tasks.cluster.kmeans import kmeans_fit
@@ -198,3 +199,9 @@ def test_seeded_draws_follow_the_row_not_its_position():
     assert ((drawn >= 0) & (drawn < 1)).all() and not np.array_equal(drawn, row_uniform(feature, layer, head, 4))
     assert np.array_equal(row_uniform(feature[order], layer[order], head[order], 3), drawn[order])
     assert np.array_equal(slot_uniform(feature[order], slot[order], 3), slot_uniform(feature, slot, 3)[order])
+
+
+def test_one_seeded_row_choice_gives_what_the_report_and_compare_explorers_drew():
+    for n, cap, seed in [(5, 10, 0), (10, 10, 1), (1000, 100, 3), (101, 50, 7)]:
+        before = np.arange(n) if n <= cap else np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
+        np.testing.assert_array_equal(seeded_rows(n, cap, seed), before)

@@ -34,6 +34,7 @@ from tasks.cluster.sample import (
 )
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.errors import InputError
+from tasks.groups import Projection
 from tasks.storage.dataset import dataset_record, ensure_dataset_record
 from tasks.storage.location import Location
 from tasks.storage.reading import read_shard
@@ -89,7 +90,8 @@ def _decoded_keys(vectors: np.ndarray) -> np.ndarray:
 def _sample(client, dataset, spec, shards=None, fit_rows=300, components=5, budget=MemoryBudget(2**30)):
     location = Location.open(dataset)
     return load_sample(client, location, select_manifests(location, dataset_record(location), shards), spec,
-                       components=components, standardize=False, fit_rows=fit_rows, dim=DIM, budget=budget)
+                       Projection(pca_components=components, pca_fit_rows=fit_rows), standardize=False, dim=DIM,
+                       budget=budget)
 
 
 def _raw_vectors(dataset: str) -> dict[tuple[int, int, int], np.ndarray]:

@@ -23,5 +23,5 @@ def planted(tmp_path_factory):
 def comparison(planted):
     cfg = CompareConfig(a=planted[0], b=planted[1], **FAST)
     pair = open_pair(cfg.a, cfg.b, None, None)
-    rows = read_pairs(pair, SampleSpec(), cfg.pca_components, cfg.pca_fit_rows, MemoryBudget(2**30))
+    rows = read_pairs(pair, SampleSpec(), cfg.pca, MemoryBudget(2**30))
     return cfg, rows, compare_rows(rows, pair.statistics, pair.layers, pair.heads, cfg)

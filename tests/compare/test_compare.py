@@ -20,11 +20,13 @@ from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.sample import SampleSpec
 from tasks.compare.alignment import open_pair
 from tasks.compare.demo import DEMO_B, DEMO_MODEL, demo_configs
+from tasks.compare.explorer import maps_unavailable
 from tasks.compare.findings import CompareFinding, changed_heads_finding, compare_findings, smallest_p
 from tasks.compare.paired import read_pairs
 from tasks.compare.summary import CompareSummary
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.errors import InputError
+from tasks.groups import Projection
 from tasks.storage.location import Location
 from tasks.storage.shards import ShardError
 
@@ -113,12 +115,10 @@ def test_a_damaged_shard_of_either_dataset_is_named(kind, planted, tmp_path):
     named = damage(Location.open(str(b)), 1, kind)
     with pytest.raises(ShardError, match=f"^{b}: {named}"):
         pair = open_pair(planted[0], str(b), None, None)
-        read_pairs(pair, SampleSpec(), 5, 1000, MemoryBudget(2**30))
+        read_pairs(pair, SampleSpec(), Projection(pca_components=5, pca_fit_rows=1000), MemoryBudget(2**30))
 
 
 def test_maps_of_a_dataset_whose_config_this_version_cannot_rebuild_are_left_out_with_the_reason(planted, tmp_path):
-    from flows.compare import maps_unavailable
-
     cfg = CompareConfig(a=planted[0], b=str(tmp_path / "b"))
     shutil.copytree(planted[1], cfg.b)
     assert maps_unavailable(cfg, open_pair(cfg.a, cfg.b, None, None)) is None

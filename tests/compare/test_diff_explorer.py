@@ -9,9 +9,9 @@ import pytest
 from pages import decoded_points, page_data
 from planted import CHANGED, FEATURES, HEADS, LAYERS
 
+from tasks.cluster.density import seeded_rows
 from tasks.compare.explorer import diff_explorer_data
 from tasks.report.explorer import render_explorer
-from tasks.report.projection import seeded_subset
 
 CAP = 100  # points on the capped page: 50 paired rows, each in A and in B
 
@@ -71,7 +71,7 @@ def test_points_are_the_same_rows_of_both_models_on_the_joint_pca(diff_page, com
 def test_the_points_are_capped_to_a_seeded_choice_of_paired_rows(comparison):
     _, rows, result = comparison
     capped = diff_explorer_data(rows, result, points=CAP, seed=3)
-    chosen = seeded_subset(len(rows), CAP // 2, 3)
+    chosen = seeded_rows(len(rows), CAP // 2, 3)
     points = capped.points
     assert len(points) == CAP and list(points["model"]) == ["A"] * (CAP // 2) + ["B"] * (CAP // 2)
     np.testing.assert_array_equal(points["feature_id"].to_numpy()[:CAP // 2], rows.feature_id[chosen])

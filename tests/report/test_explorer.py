@@ -16,10 +16,11 @@ from matplotlib.image import imread
 from pages import decoded_points, page_data
 from tiny import TINY
 
+from tasks.cluster.density import seeded_rows
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.extract.exemplars import attention_maps_of
 from tasks.report.explorer import HEAD_FEATURES, ExplorerData, downsample, explorer_data, page_json, render_explorer
-from tasks.report.projection import project, seeded_subset
+from tasks.report.projection import project
 from tasks.research.roles import PATTERNS, RoleRules, pattern_codes
 from tasks.storage.dataset import dataset_record
 from tasks.storage.location import Location
@@ -50,7 +51,7 @@ def test_points_are_a_seeded_capped_subsample_on_the_pca_plane(monkeypatch):
     data = explorer_data(rows, reduced, labels, heads, None, questions, 2, 3, None, **build)
     again = explorer_data(rows, reduced, labels, heads, None, questions, 2, 3, None, **build)
     other = explorer_data(rows, reduced, labels, heads, None, questions, 2, 3, None, **{**build, "seed": 4})
-    chosen = seeded_subset(len(rows), 100, 3)
+    chosen = seeded_rows(len(rows), 100, 3)
     assert len(data.points) == 100 == len(set(chosen)) and (np.diff(chosen) > 0).all()
     pd.testing.assert_frame_equal(data.points, again.points)
     assert not data.points["feature_id"].equals(other.points["feature_id"])

@@ -55,7 +55,7 @@ def test_hand_made_maps_get_their_roles_and_patterns():
 def test_thresholds_are_configurable_and_head_roles_follow_mean_masses():
     means = pd.DataFrame({"cls_mass": [0.6, 0.45], "prev_mass": [0.1, 0.5001], "sep_mass": [0.0, 0.0]})
     assert head_roles(means, RoleRules()).tolist() == ["[CLS]", "previous token"]
-    assert head_roles(means, RoleRules(role=0.4)).tolist() == ["[CLS]", "[CLS], previous token"]
+    assert head_roles(means, RoleRules(role_threshold=0.4)).tolist() == ["[CLS]", "[CLS], previous token"]
     stats = _statistics(0.3 * torch.eye(N) + 0.7 * torch.full((N, N), 1 / N))
     assert _patterns(stats) == ["heterogeneous"]
-    assert [PATTERNS[c] for c in pattern_codes(stats, RoleRules(role=0.3))] == ["diagonal"]
+    assert [PATTERNS[c] for c in pattern_codes(stats, RoleRules(role_threshold=0.3))] == ["diagonal"]
