@@ -20,7 +20,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from tasks.cluster.cpu import CpuBackend
-from tasks.cluster.dask_cluster import dask_cluster
+from tasks.compute.clusters import dask_cluster
 from tasks.cluster.reducer import fit_reducer
 from tasks.config import ClusterConfig
 

@@ -20,29 +20,19 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.command import run_command
 from tasks.cli import config_from_args
-from tasks.cluster.backend import ClusterBackend
-from tasks.cluster.cpu import CpuBackend
-from tasks.cluster.dask_cluster import dask_cluster, local_processes
-from tasks.cluster.resources import MemoryBudget
-from tasks.cluster.run import ClusteringRun, run_clustering
-from tasks.cluster.sample import Sample, SampleSpec, load_sample
+from tasks.cluster import (
+    ClusterBackend, ClusteringRun, CpuBackend, MemoryBudget, Sample, SampleSpec, load_sample, run_clustering,
+)
+from tasks.compute import dask_cluster, local_processes
 from tasks.config import ClusterConfig
-from tasks.extract.exemplars import attention_maps_of, exemplars_unavailable
+from tasks.extract import attention_maps_of, exemplars_unavailable
 from tasks.preflight import check_cluster, check_statistic
-from tasks.report.destination import output_folder
-from tasks.report.explorer import ExplorerData, explorer_data
-from tasks.report.gallery import gallery_documents
-from tasks.report.outputs import write_outputs
-from tasks.report.research import findings_section
-from tasks.report.sections import MapSource, Section, build_sections, notes_section, skipped_notes
-from tasks.report.summary import ClusterSummary, RunContext, summarise
-from tasks.report.tables import sizes_table
-from tasks.research.source import feature_facts, feature_questions
-from tasks.research.study import Study, StudySettings, run_study
-from tasks.storage.dataset import dataset_record, newest_complete
-from tasks.storage.location import Location
-from tasks.storage.records import DatasetRecord, Manifest
-from tasks.storage.shards import readable_manifests
+from tasks.report import (
+    ClusterSummary, ExplorerData, MapSource, RunContext, Section, build_sections, explorer_data, findings_section,
+    gallery_documents, notes_section, output_folder, sizes_table, skipped_notes, summarise, write_outputs,
+)
+from tasks.research import Study, StudySettings, feature_facts, feature_questions, run_study
+from tasks.storage import DatasetRecord, Location, Manifest, dataset_record, newest_complete, readable_manifests
 
 
 @task(name="load-sample", cache_policy=NO_CACHE)
@@ -153,7 +143,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
         log.info("compute: %s", compute.description)
         budget = MemoryBudget.of(config.compute.memory_budget, len(compute.client.nthreads()) + 1)
         if compute.gpu:
-            from tasks.cluster.gpu import GpuBackend
+            from tasks.cluster import GpuBackend
 
             backend = GpuBackend(compute.client)
         else:

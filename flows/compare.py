@@ -23,23 +23,15 @@ from flows.extract import extract
 from flows.finetune import finetune
 from flows.command import run_command
 from tasks.cli import config_from_args
-from tasks.cluster.resources import MemoryBudget, timed
-from tasks.cluster.sample import SampleSpec
-from tasks.compare.alignment import Pair, open_pair
-from tasks.compare.demo import compared_folders, demo_configs
-from tasks.compare.explorer import diff_explorer, maps_unavailable
-from tasks.compare.findings import compare_findings
-from tasks.compare.outputs import write_compare_outputs
-from tasks.compare.paired import PairedRows, read_pairs
-from tasks.compare.report import compare_sections
-from tasks.compare.summary import CompareSummary, summarise
-from tasks.compare.tables import Comparison, compare_rows
+from tasks.cluster import MemoryBudget, SampleSpec, timed
+from tasks.compare import (
+    CompareSummary, Comparison, Pair, PairedRows, compare_findings, compare_rows, compare_sections, compared_folders,
+    demo_configs, diff_explorer, maps_unavailable, open_pair, read_pairs, summarise, write_compare_outputs,
+)
 from tasks.config import CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.preflight import check_compare
-from tasks.report.destination import output_folder
-from tasks.report.explorer import ExplorerData
-from tasks.report.sections import Section, notes_section
-from tasks.research.findings import Finding
+from tasks.report import ExplorerData, Section, notes_section, output_folder
+from tasks.research import Finding
 
 
 def demo_datasets(extraction: ExtractConfig, tuning: FinetuneConfig, dest_b: str) -> tuple[str, str]:

@@ -23,23 +23,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.command import run_command
 from flows.retries import RETRIES
 from tasks.cli import config_from_args
-from tasks.cluster.dask_cluster import dask_cluster
+from tasks.compute import dask_cluster
 from tasks.config import ExtractConfig
-from tasks.extract.plan import (
-    Destination,
-    ExtractionPlan,
-    plan_extraction,
-    prepare_destination,
-    resolve,
-    resolve_compile,
+from tasks.extract import (
+    Destination, ExtractionPlan, extract_shard, plan_extraction, prepare_destination, resolve, resolve_compile,
 )
-from tasks.extract.shard import extract_shard
 from tasks.preflight import check_extract
-from tasks.squad.features import ShardPlan
-from tasks.storage.lease import destination_lease
-from tasks.storage.location import Location
-from tasks.storage.records import DatasetRecord, Manifest
-from tasks.storage.shards import shard_name
+from tasks.squad import ShardPlan
+from tasks.storage import DatasetRecord, Location, Manifest, destination_lease, shard_name
 
 
 def _published_shard_key(context: Any, inputs: dict[str, Any]) -> str | None:

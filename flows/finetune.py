@@ -26,13 +26,11 @@ from flows.command import run_command
 from flows.retries import RETRIES
 from tasks.cli import config_from_args
 from tasks.config import FinetuneConfig
-from tasks.extract.qa_model import QAModel, load_qa_model
-from tasks.finetune.evaluate import evaluate
-from tasks.finetune.train import TrainingResult, save_model, train
+from tasks.extract import QAModel, load_qa_model
+from tasks.finetune import TrainingResult, evaluate, save_model, train
 from tasks.preflight import check_finetune
-from tasks.squad.load import SquadFile, cached_squad, check_answers
-from tasks.storage.credentials import storage_options
-from tasks.storage.location import Location
+from tasks.squad import SquadFile, cached_squad, check_answers
+from tasks.storage import Location, storage_options
 
 METRIC_ROWS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact",
                "best_exact_thresh", "best_f1", "best_f1_thresh")

@@ -19,7 +19,7 @@ from flows.command import run_command
 from tasks.cli import configs_from_args
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.preflight import check_full
-from tasks.report.destination import output_folder
+from tasks.report import output_folder
 
 
 @flow(name="full")

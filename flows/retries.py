@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect.tasks import exponential_backoff
 
-from tasks.storage.faults import is_transient
+from tasks.storage import is_transient
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:

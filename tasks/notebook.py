@@ -14,12 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tasks.storage.dataset import dataset_record
-from tasks.storage.location import Location
-from tasks.storage.reading import read_rows
-from tasks.storage.records import DatasetRecord
-from tasks.storage.rows import embedding_matrix
-from tasks.storage.shards import select_manifests
+from tasks.storage import DatasetRecord, Location, dataset_record, embedding_matrix, read_rows, select_manifests
 
 
 def open_record(dataset: str, credentials: str | None = None) -> DatasetRecord:

@@ -3,20 +3,15 @@ starts: each raises InputError with one line naming the file or flag and what is
 
 from __future__ import annotations
 
-from tasks.cluster.gpus import choose_backend, visible_gpus
-from tasks.compare.alignment import check_first_rows, open_pair
-from tasks.compare.demo import compared_folders, demo_configs
+from tasks.compute import choose_backend, visible_gpus
+from tasks.compare import check_first_rows, compared_folders, demo_configs, open_pair
 from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig
 from tasks.errors import InputError
-from tasks.report.destination import output_folder
-from tasks.squad.features import check_windows
-from tasks.squad.load import cached_squad, check_answers
-from tasks.storage.dataset import dataset_record
-from tasks.storage.faults import is_transient, retrying
-from tasks.storage.lease import check_free
-from tasks.storage.location import Location
-from tasks.storage.records import DatasetRecord
-from tasks.storage.shards import readable_manifests
+from tasks.report import output_folder
+from tasks.squad import cached_squad, check_answers, check_windows
+from tasks.storage import (
+    DatasetRecord, Location, check_free, dataset_record, is_transient, readable_manifests, retrying,
+)
 
 
 def check_extract(cfg: ExtractConfig) -> None:
@@ -31,7 +26,7 @@ def check_extract(cfg: ExtractConfig) -> None:
     check_writable(dest)
     if not cfg.wait:
         check_free(dest)
-    from tasks.extract.qa_model import load_tokenizer  # imports torch: only once the source is good
+    from tasks.extract import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model, cfg.model_revision)
     if tokenizer is not None:

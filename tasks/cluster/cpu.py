@@ -1,7 +1,7 @@
 """The CPU backend: scikit-learn and the chunked density methods as jobs on the Dask workers.
 
 The workers are processes, each started with one BLAS and OpenMP thread (on this machine, or an existing
-scheduler's), or, for small local inputs, threads of the flow process (tasks.cluster.dask_cluster). Inputs are sent to the workers from the flow process's host memory;
+scheduler's), or, for small local inputs, threads of the flow process (tasks.compute). Inputs are sent to the workers from the flow process's host memory;
 results come back there as NumPy arrays. Nothing runs on a GPU."""
 
 from __future__ import annotations

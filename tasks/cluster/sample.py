@@ -20,12 +20,7 @@ from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.errors import InputError
 from tasks.groups import Projection, Sampling
-from tasks.storage.faults import retrying
-from tasks.storage.location import Location
-from tasks.storage.reading import BytesRead, read_rows
-from tasks.storage.records import Manifest
-from tasks.storage.rows import KEY_COLUMNS, embedding_matrix
-from tasks.storage.shards import ShardError
+from tasks.storage import BytesRead, KEY_COLUMNS, Location, Manifest, ShardError, embedding_matrix, read_rows, retrying
 
 FIT_GROUP_ROWS = 4  # the fit sample is drawn from row groups holding this many times its rows
 FIT_OVERSAMPLE = 1.2  # rows drawn over fit_rows, so that the seeded draw has enough to cut it to fit_rows exactly

@@ -9,12 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks.errors import InputError
-from tasks.storage.dataset import dataset_record
-from tasks.storage.location import Location
-from tasks.storage.reading import read_rows
-from tasks.storage.records import DatasetRecord, Manifest
-from tasks.storage.rows import KEY_COLUMNS
-from tasks.storage.shards import select_manifests
+from tasks.storage import DatasetRecord, KEY_COLUMNS, Location, Manifest, dataset_record, read_rows, select_manifests
 
 WINDOWS = ("max_length", "doc_stride", "max_query_length")  # the config fields that cut contexts into features
 

@@ -10,16 +10,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from tasks.cluster.density import seeded_rows
+from tasks.cluster import seeded_rows
 from tasks.compare.alignment import Pair
 from tasks.compare.paired import PairedRows
 from tasks.compare.tables import Comparison
 from tasks.config import CompareConfig
-from tasks.extract.exemplars import attention_maps_of, exemplars_unavailable
-from tasks.report.explorer import HEAD_FEATURES, ExplorerData, MapView
-from tasks.report.sections import MapSource
-from tasks.research.heads import head_clusters_table
-from tasks.research.roles import PATTERNS, RoleRules, has_patterns, pattern_codes
+from tasks.extract import attention_maps_of, exemplars_unavailable
+from tasks.report import ExplorerData, HEAD_FEATURES, MapSource, MapView
+from tasks.research import PATTERNS, RoleRules, has_patterns, head_clusters_table, pattern_codes
 
 MODELS = ("A", "B")
 JOINT = "joint"  # the points' column of the joint KMeans cluster; 'A:joint' / 'B:joint' in the head shares

@@ -12,7 +12,7 @@ import pandas as pd
 
 from tasks.compare.tables import Comparison
 from tasks.config import CompareConfig
-from tasks.research.findings import Finding
+from tasks.research import Finding
 
 HEADS_NAMED = 10  # heads listed by name in a finding
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.research.statistics import bootstrap_interval
+from tasks.research import bootstrap_interval
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.cluster.kmeans import capped_rows, kmeans_fit
-from tasks.cluster.labels import nearest_centre
-from tasks.research.statistics import swap_signs
+from tasks.cluster import capped_rows, kmeans_fit, nearest_centre
+from tasks.research import swap_signs
 
 
 def joint_labels(reduced_a: np.ndarray, reduced_b: np.ndarray, k: int, seed: int, max_rows: int

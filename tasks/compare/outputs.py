@@ -6,9 +6,7 @@ from pathlib import Path
 
 from tasks.compare.summary import CompareSummary
 from tasks.compare.tables import Comparison
-from tasks.report.explorer import ExplorerData
-from tasks.report.sections import Section
-from tasks.report.staging import swapped_in, write_pages, write_tables
+from tasks.report import ExplorerData, Section, swapped_in, write_pages, write_tables
 
 
 def write_compare_outputs(out: Path, comparison: Comparison, summary: CompareSummary, sections: list[Section],

@@ -11,17 +11,14 @@ import pandas as pd
 import pyarrow as pa
 from scipy import sparse
 
-from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
-from tasks.cluster.resources import MemoryBudget
-from tasks.cluster.sample import SampleSpec, fit_groups, fit_vectors, sampled_rows
+from tasks.cluster import (
+    MemoryBudget, Reducer, SampleSpec, capped_components, fit_groups, fit_reducer, fit_vectors, sampled_rows,
+)
 from tasks.compare.alignment import Pair, check_keys
 from tasks.errors import InputError
 from tasks.groups import Projection
-from tasks.research.source import feature_questions
-from tasks.storage.faults import retrying
-from tasks.storage.reading import BytesRead, read_rows
-from tasks.storage.records import Manifest
-from tasks.storage.rows import embedding_matrix
+from tasks.research import feature_questions
+from tasks.storage import BytesRead, Manifest, embedding_matrix, read_rows, retrying
 
 
 @dataclass

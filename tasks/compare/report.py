@@ -9,10 +9,8 @@ from matplotlib.figure import Figure
 
 from tasks.compare.tables import Comparison
 from tasks.config import CompareConfig
-from tasks.report.figures import PLAIN, Chart, png_bytes
-from tasks.report.research import head_grid
-from tasks.report.sections import Section
-from tasks.research.findings import Finding
+from tasks.report import Chart, PLAIN, Section, head_grid, png_bytes
+from tasks.research import Finding
 
 SHIFT_MEASURES = {"cosine_distance": "mean-embedding cosine distance", "energy_distance": "energy distance (PCA)",
                   "displacement": "paired displacement (PCA)", "migration": "rows changing cluster",

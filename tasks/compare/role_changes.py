@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tasks.research.roles import PATTERNS, RoleRules, available_roles, has_patterns, head_roles, pattern_codes
+from tasks.research import PATTERNS, RoleRules, available_roles, has_patterns, head_roles, pattern_codes
 
 
 def head_means(stats: pd.DataFrame, slot: np.ndarray, n_slots: int) -> pd.DataFrame:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from tasks.cluster.sample import slot_uniform
-from tasks.research.statistics import swap_signs
+from tasks.cluster import slot_uniform
+from tasks.research import swap_signs
 
 
 def cosine_distance(mean_a: np.ndarray, mean_b: np.ndarray) -> np.ndarray:

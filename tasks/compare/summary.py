@@ -7,13 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from tasks.cluster.sample import SampleSpec
+from tasks.cluster import SampleSpec
 from tasks.compare.alignment import Pair
 from tasks.compare.paired import PairedRows
 from tasks.compare.tables import Comparison
 from tasks.config import CompareConfig
-from tasks.research.findings import Finding
-from tasks.storage.records import DatasetRecord
+from tasks.research import Finding
+from tasks.storage import DatasetRecord
 
 SUMMARY_FORMAT = "squad-attention-atlas-compare/1"
 

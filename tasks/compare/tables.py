@@ -14,7 +14,7 @@ from tasks.compare.paired import PairedRows
 from tasks.compare.role_changes import head_means, pattern_changes, role_changes
 from tasks.compare.shift import cosine_distance, displacement, energy_tests, per_head_rows
 from tasks.config import CompareConfig
-from tasks.research.statistics import benjamini_hochberg
+from tasks.research import benjamini_hochberg
 
 
 @dataclass

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tasks.errors import InputError
-from tasks.storage.location import cache_dir
-from tasks.storage.writer import file_sha256
+from tasks.storage import cache_dir, file_sha256
 
 BARLOW_TWINS_URL = "https://dl.fbaipublicfiles.com/barlowtwins/ljng/resnet50.pth"
 

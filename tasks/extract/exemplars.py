@@ -12,10 +12,8 @@ from tasks.errors import InputError
 from tasks.extract.maps import attention_maps
 from tasks.extract.models import qa_model_for, squad_file
 from tasks.extract.plan import RecordConfigError, config_of
-from tasks.squad.features import ShardPlan, shard_features
-from tasks.storage.location import Location
-from tasks.storage.records import DatasetRecord
-from tasks.storage.shards import manifest_listing
+from tasks.squad import ShardPlan, shard_features
+from tasks.storage import DatasetRecord, Location, manifest_listing
 
 
 class Exemplar(NamedTuple):

@@ -15,8 +15,8 @@ from tasks.device import resolve_device
 from tasks.extract.encoder import Encoder, build_encoder
 from tasks.extract.inference import InferenceEncoder
 from tasks.extract.qa_model import QAModel, load_qa_model
-from tasks.squad.load import SquadFile, cached_squad
-from tasks.storage.credentials import storage_options
+from tasks.squad import SquadFile, cached_squad
+from tasks.storage import storage_options
 
 _loading = threading.Lock()  # models and inputs load once per process, also when shard tasks run in threads
 _compute_slots: dict[str, threading.Lock] = {}

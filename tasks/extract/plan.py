@@ -13,12 +13,10 @@ from tasks.errors import InputError
 from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS
 from tasks.extract.models import encoder_for, qa_model_for, squad_file
-from tasks.squad.features import ShardPlan, plan_shards, tokenize
-from tasks.squad.load import check_answers
-from tasks.storage.dataset import ensure_dataset_record
-from tasks.storage.location import Location
-from tasks.storage.records import FORMAT, DatasetRecord, Manifest
-from tasks.storage.shards import published_manifests, remove_stale_staging
+from tasks.squad import ShardPlan, check_answers, plan_shards, tokenize
+from tasks.storage import (
+    DatasetRecord, FORMAT, Location, Manifest, ensure_dataset_record, published_manifests, remove_stale_staging,
+)
 
 # Compiling costs tens of seconds on a small CPU; a CPU run repays it from about this many maps.
 COMPILE_MIN_CPU_MAPS = 10_000

@@ -17,7 +17,7 @@ import torch
 
 from tasks.config import OFFLINE_MODEL
 from tasks.errors import InputError
-from tasks.storage.location import Location, cache_dir
+from tasks.storage import Location, cache_dir
 
 log = logging.getLogger(__name__)
 

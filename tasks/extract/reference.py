@@ -20,7 +20,7 @@ from tasks.config import ExtractConfig
 from tasks.device import resolve_device, synchronize
 from tasks.extract.encoder import EMBEDDING_DIM, IMAGENET_MEAN, IMAGENET_STD, build_encoder
 from tasks.extract.models import qa_model_for
-from tasks.squad.features import Features
+from tasks.squad import Features
 
 
 def scale_on_host(attention: np.ndarray, scaling: str) -> np.ndarray:

@@ -23,14 +23,11 @@ from tasks.extract.maps import STATISTICS, attention_maps, head_statistics, scal
 from tasks.extract.models import Models, compute_slot, models_for, squad_file
 from tasks.extract.tokens import punctuation_ids, token_masks
 from tasks.interrupt import raise_if_interrupted
-from tasks.squad.features import Features, ShardPlan, shard_features
-from tasks.squad.load import Example
-from tasks.storage.faults import is_disk_full, retrying
-from tasks.storage.location import Location
-from tasks.storage.records import DatasetRecord, Manifest, RowGroupRecord
-from tasks.storage.rows import row_schema
-from tasks.storage.shards import publish_shard, shard_name, staging_dir
-from tasks.storage.writer import ShardFileWriter
+from tasks.squad import Example, Features, ShardPlan, shard_features
+from tasks.storage import (
+    DatasetRecord, Location, Manifest, RowGroupRecord, ShardFileWriter, is_disk_full, publish_shard, retrying,
+    row_schema, shard_name, staging_dir,
+)
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from tasks.extract.maps import TokenMasks
-from tasks.squad.features import Features
-from tasks.squad.load import Example, gold_span
+from tasks.squad import Example, Features, gold_span
 
 _PREFIXES = ("##", "\u0120", "\u2581")  # WordPiece continuation, byte-level BPE and SentencePiece word starts
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from tasks.config import FinetuneConfig, fingerprint
 from tasks.errors import InputError
-from tasks.storage.credentials import protocol_of
-from tasks.storage.location import cache_dir
+from tasks.storage import cache_dir, protocol_of
 
 RUN_RECORD = "finetune.json"  # in the checkpoints folder: the config that its checkpoints belong to
 

@@ -6,9 +6,8 @@ import numpy as np
 import torch
 
 from tasks.config import FinetuneConfig
-from tasks.extract.qa_model import QAModel
-from tasks.squad.features import Features, tokenize
-from tasks.squad.load import Example, SquadFile, gold_span
+from tasks.extract import QAModel
+from tasks.squad import Example, Features, SquadFile, gold_span, tokenize
 
 
 def answer_positions(examples: list[Example], features: Features) -> tuple[np.ndarray, np.ndarray]:

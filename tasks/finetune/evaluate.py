@@ -7,12 +7,9 @@ import torch
 
 from tasks.config import FinetuneConfig
 from tasks.device import resolve_device, resolve_precision
-from tasks.extract.qa_model import QAModel
+from tasks.extract import QAModel
 from tasks.finetune.data import QADataset, features_of
-from tasks.squad.features import Features
-from tasks.squad.load import SquadFile
-from tasks.squad.metrics import squad_v2_metrics
-from tasks.squad.postprocess import predict_answers
+from tasks.squad import Features, SquadFile, predict_answers, squad_v2_metrics
 
 
 @torch.inference_mode()

@@ -12,10 +12,10 @@ import torch
 
 from tasks.config import FinetuneConfig
 from tasks.device import resolve_device, resolve_precision
-from tasks.extract.qa_model import QAModel
+from tasks.extract import QAModel
 from tasks.finetune.checkpoints import CHECKPOINT_NAME, checkpoints_dir, claim_checkpoints
 from tasks.finetune.data import QADataset, answer_positions, features_of, labelled_features
-from tasks.squad.load import SquadFile
+from tasks.squad import SquadFile
 
 
 def training_arguments(cfg: FinetuneConfig, folder: Path, show_progress: bool):

@@ -15,8 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tasks.errors import InputError
-from tasks.storage.faults import StorageError
-from tasks.storage.location import Location
+from tasks.storage import Location, StorageError
 
 RECORD = "outputs.json"
 FORMAT = "squad-attention-atlas-outputs/1"

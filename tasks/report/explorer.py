@@ -27,11 +27,10 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from tasks.cluster.density import seeded_rows
-from tasks.cluster.labels import NOISE, cluster_sizes, nearest_to_centre
+from tasks.cluster import NOISE, cluster_sizes, nearest_to_centre, seeded_rows
 from tasks.report.projection import Method, project
 from tasks.report.sections import MapSource
-from tasks.research.roles import PATTERNS, RoleRules, has_patterns, pattern_codes
+from tasks.research import PATTERNS, RoleRules, has_patterns, pattern_codes
 
 MAP_CELLS = 64  # an exemplar map longer than this many tokens is averaged in blocks down to this many cells a side
 HEAD_FEATURES = 2  # features whose maps are kept for every head, so that heads can be compared on the same input

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tasks.cluster.labels import NOISE
-from tasks.extract.exemplars import Exemplar
+from tasks.cluster import NOISE
+from tasks.extract import Exemplar
 from tasks.report.tables import sizes_table
-from tasks.research.heads import cluster_share_grid
+from tasks.research import cluster_share_grid
 
 TOKENS_SHOWN = 64  # token labels on an exemplar's axes up to this many tokens
 # Text properties of every text that comes from data (questions, tokens, statistic names): a `$` in it is a

@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tasks.cluster.run import ClusteringRun
-from tasks.cluster.sample import Sample
+from tasks.cluster import ClusteringRun, Sample
 from tasks.report.explorer import ExplorerData
 from tasks.report.sections import Section
 from tasks.report.staging import swapped_in, write_pages, write_tables
 from tasks.report.summary import ClusterSummary
 from tasks.report.tables import label_parts
-from tasks.research.study import Study
+from tasks.research import Study
 
 
 def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, summary: ClusterSummary,

@@ -8,11 +8,10 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from tasks.cluster.clusterings import Clustering
+from tasks.cluster import Clustering
 from tasks.report.figures import Chart, png_bytes
 from tasks.report.sections import Section
-from tasks.research.roles import PATTERNS
-from tasks.research.study import Study
+from tasks.research import PATTERNS, Study
 
 _ROLE_SHORT = {"[CLS]": "C", "[SEP]": "S", "punctuation": "P", "previous token": "<", "next token": ">", "self": "="}
 _PATTERN_COLOURS = ["#4c72b0", "#dd8452", "#8172b3", "#55a868", "#c8c8c8"]

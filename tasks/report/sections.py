@@ -8,12 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tasks.cluster.clusterings import Clustering
-from tasks.cluster.dbscan import DbscanMethod
-from tasks.cluster.labels import NOISE, cluster_sizes, nearest_to_centre
-from tasks.cluster.run import ClusteringRun
-from tasks.cluster.sample import Sample
-from tasks.extract.exemplars import Exemplar
+from tasks.cluster import Clustering, ClusteringRun, DbscanMethod, NOISE, Sample, cluster_sizes, nearest_to_centre
+from tasks.extract import Exemplar
 from tasks.report.figures import (
     Chart,
     plot_exemplars,

@@ -7,10 +7,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from tasks.cluster.labels import NOISE, cluster_sizes
-from tasks.cluster.run import ClusteringRun
-from tasks.cluster.sample import Sample, SampleSpec
-from tasks.research.findings import Finding
+from tasks.cluster import ClusteringRun, NOISE, Sample, SampleSpec, cluster_sizes
+from tasks.research import Finding
 
 SUMMARY_FORMAT = "squad-attention-atlas-clusters/2"  # 2: findings
 

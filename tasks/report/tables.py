@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tasks.cluster.labels import cluster_sizes
-from tasks.cluster.sample import Sample
+from tasks.cluster import Sample, cluster_sizes
 
 
 def label_parts(sample: Sample, labels: dict[str, np.ndarray]) -> Iterator[tuple[int, pa.Table]]:

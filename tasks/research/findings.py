@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from tasks.cluster.labels import NOISE, cluster_sizes
+from tasks.cluster import NOISE, cluster_sizes
 from tasks.research.statistics import bootstrap_interval, column_means, normalised_entropy
 
 

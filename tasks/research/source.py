@@ -10,9 +10,8 @@ import pandas as pd
 import pyarrow as pa
 
 from tasks.errors import InputError
-from tasks.extract.models import squad_file
-from tasks.extract.plan import config_of
-from tasks.storage.records import DatasetRecord
+from tasks.extract import config_of, squad_file
+from tasks.storage import DatasetRecord
 
 
 def feature_questions(key_tables: Iterable[pa.Table]) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.cluster import DBSCAN, KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from tasks.cluster.labels import nearest_centre
+from tasks.cluster import nearest_centre
 from tasks.research.statistics import LEVEL, bootstrap_weights, feature_codes
 
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tasks.cluster.clusterings import Clustering, is_kmeans, reclustered
-from tasks.cluster.dbscan import DbscanMethod
+from tasks.cluster import Clustering, DbscanMethod, is_kmeans, reclustered
 from tasks.config import ClusterConfig
 from tasks.groups import FindingRules
 from tasks.research.agreement import agreement_table, clusters_by_pattern, row_references

@@ -11,7 +11,7 @@ from tasks.errors import InputError
 from tasks.squad.load import Example
 
 if TYPE_CHECKING:
-    from tasks.storage.records import Manifest
+    from tasks.storage import Manifest
 
 
 @dataclass

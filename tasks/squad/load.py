@@ -18,9 +18,7 @@ from fsspec.utils import infer_compression
 
 from tasks.config import EMBEDDED_SAMPLE, SHIPPED_SAMPLES, ExtractConfig
 from tasks.errors import InputError
-from tasks.storage.credentials import storage_options
-from tasks.storage.faults import is_transient
-from tasks.storage.location import Location
+from tasks.storage import Location, is_transient, storage_options
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from sklearn.preprocessing import StandardScaler
 
 from tasks.cluster.clusterings import Clustering, is_kmeans, reclustered
 from tasks.cluster.cpu import CpuBackend
-from tasks.cluster.dask_cluster import SMALL_INPUT_BYTES, dask_cluster, local_processes
+from tasks.compute.clusters import SMALL_INPUT_BYTES, dask_cluster, local_processes
 from tasks.cluster.density import seeded_rows
 from tasks.cluster.dbscan import DensitySettings
-from tasks.cluster.gpus import choose_backend
+from tasks.compute.gpus import choose_backend
 from tasks.cluster.kmeans import kmeans_fit
 from tasks.cluster.labels import NOISE, inertia
 from tasks.cluster.reducer import fit_reducer

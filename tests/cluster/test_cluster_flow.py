@@ -25,7 +25,7 @@ from tiny import REPO, TINY
 from flows.cluster import cluster
 from flows.full import full
 from tasks.cluster.cpu import CpuBackend
-from tasks.cluster.dask_cluster import dask_cluster
+from tasks.compute.clusters import dask_cluster
 from tasks.cluster.resources import MemoryBudget
 from tasks.cluster.run import run_clustering
 from tasks.cluster.sample import (

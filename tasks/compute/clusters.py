@@ -11,8 +11,8 @@ from typing import Literal
 
 from distributed import Client, LocalCluster
 
-from tasks.cluster.gpus import Backend, choose_backend, gpu_extra_installed, visible_gpus
-from tasks.cluster.worker_signals import PRELOAD
+from tasks.compute.gpus import Backend, choose_backend, gpu_extra_installed, visible_gpus
+from tasks.compute.worker_signals import PRELOAD
 
 
 @dataclass
