@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return INPUT_ERROR_STATUS
-    importlib.import_module(command.module).main(flags)
+    importlib.import_module(command.module).main(flags, checked=True)
     return 0
 
 

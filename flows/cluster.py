@@ -174,9 +174,10 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     return {"report": str(report), "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None, checked: bool = False) -> dict:
+    """The flow from the command line; `checked`: the inputs were checked already (by `atlas`)."""
     config = config_from_args(ClusterConfig, __doc__.splitlines()[0], argv)
-    result = run_command(cluster, config, check=check_cluster)
+    result = run_command(cluster, config, check=check_cluster, checked=checked)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

@@ -49,12 +49,14 @@ def prefect_api() -> Iterator[None]:
             del os.environ["PREFECT_API_URL"]
 
 
-def run_command(flow: Callable[..., Result], *configs: BaseModel, check: Callable[..., None]) -> Result:
-    """Runs a flow from the command line: inputs checked first (tasks.cli.run_or_exit), then the flow on its
-    Prefect API; SIGINT or SIGTERM ends the process with one line, status 130 or 143."""
+def run_command(flow: Callable[..., Result], *configs: BaseModel, check: Callable[..., None], checked: bool = False
+                ) -> Result:
+    """Runs a flow from the command line: inputs checked first (tasks.cli.run_or_exit) unless `checked` (the
+    `atlas` command checks them before it imports the flow), then the flow on its Prefect API; SIGINT or SIGTERM
+    ends the process with one line, status 130 or 143."""
     def on_the_api(*configs: BaseModel) -> Result:
         with prefect_api():
             return flow(*configs)
 
     with signals_end_the_run():
-        return run_or_exit(on_the_api, *configs, check=check)
+        return run_or_exit(on_the_api, *configs, check=None if checked else check)

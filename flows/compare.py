@@ -132,9 +132,10 @@ def compare(config: CompareConfig = CompareConfig()) -> dict:
     return {"report": str(report), "seconds": round(time.perf_counter() - started, 1), "summary": summary.to_json()}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None, checked: bool = False) -> dict:
+    """The flow from the command line; `checked`: the inputs were checked already (by `atlas`)."""
     config = config_from_args(CompareConfig, __doc__.splitlines()[0], argv)
-    result = run_command(compare, config, check=check_compare)
+    result = run_command(compare, config, check=check_compare, checked=checked)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

@@ -146,9 +146,10 @@ def _extract_leased(config: ExtractConfig, started: float) -> dict:
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None, checked: bool = False) -> dict:
+    """The flow from the command line; `checked`: the inputs were checked already (by `atlas`)."""
     config = config_from_args(ExtractConfig, __doc__.splitlines()[0], argv)
-    summary = run_command(extract, config, check=check_extract)
+    summary = run_command(extract, config, check=check_extract, checked=checked)
     print(f"Dataset: {summary['dest']} ({summary['shards']} shards, {summary['rows']} rows, "
           f"{summary['extracted_now']} extracted now, maps/s {summary['maps_per_second']})")
     return summary

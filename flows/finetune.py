@@ -113,9 +113,10 @@ def finetune(config: FinetuneConfig = FinetuneConfig()) -> dict:
     return record
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None, checked: bool = False) -> dict:
+    """The flow from the command line; `checked`: the inputs were checked already (by `atlas`)."""
     config = config_from_args(FinetuneConfig, __doc__.splitlines()[0], argv)
-    record = run_command(finetune, config, check=check_finetune)
+    record = run_command(finetune, config, check=check_finetune, checked=checked)
     metrics = record["metrics"]
     print(f"{'Evaluated' if config.evaluate_only else 'Model'}: {record['out']} (exact {metrics['exact']:.2f}, f1 {metrics['f1']:.2f} on {metrics['total']} "
           f"questions; metrics.json there)")

@@ -32,10 +32,11 @@ def full(extraction: ExtractConfig = ExtractConfig(), clustering: ClusterConfig 
     return {"extraction": extracted, "report": clustered["report"], "clustering": clustered["summary"]}
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None, checked: bool = False) -> dict:
+    """The flow from the command line; `checked`: the inputs were checked already (by `atlas`)."""
     extraction, clustering = configs_from_args([ExtractConfig, ClusterConfig], __doc__.splitlines()[0], argv,
                                                exclude=["dataset", "newest"])
-    result = run_command(full, extraction, clustering, check=check_full)
+    result = run_command(full, extraction, clustering, check=check_full, checked=checked)
     print(f"Report: {Path(result['report']).resolve()}")
     return result
 

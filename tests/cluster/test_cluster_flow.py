@@ -443,3 +443,24 @@ def test_a_dataset_whose_config_this_version_cannot_rebuild_clusters_without_exe
     top = page[: page.index("<h2 id='Findings'>")]
     assert "<li>Exemplar attention maps are unavailable: " in top and "attention_kernel" in top
     assert not list((out / "figures").glob("*exemplars*")) and "Traceback" not in caplog.text
+
+
+def test_atlas_checks_the_inputs_once_per_call(prefect_server, dataset, tmp_path, monkeypatch):
+    """`atlas cluster` checked its inputs, then the flow file's main checked them again before the run."""
+    import flows.cluster
+    from flows.cli import COMMANDS, main
+    from tasks.preflight import check_cluster
+
+    calls = []
+
+    def counted(config):
+        calls.append(config.dataset)
+        check_cluster(config)
+
+    monkeypatch.setitem(COMMANDS, "cluster", COMMANDS["cluster"]._replace(check=counted))
+    monkeypatch.setattr(flows.cluster, "check_cluster", counted)
+    flags = ["--dataset", dataset, "--out", str(tmp_path / "clusters"), "--pca-components", "5", "--k", "3",
+             "--exemplars", "0", "--backend", "cpu", "--min-samples-grid", "5", "--eps-grid", "1.0",
+             "--stability-resamples", "2"]
+    assert main(["cluster", *flags]) == 0
+    assert calls == [dataset] and (tmp_path / "clusters" / "report.html").is_file()
