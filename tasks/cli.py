@@ -6,7 +6,7 @@ import argparse
 import sys
 import types
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -49,6 +49,17 @@ def leaves(model: type[BaseModel]) -> dict[str, tuple[FieldInfo, Any]]:
     return {name: (field, field.default) for name, field in model.model_fields.items()}
 
 
+def flags_of(models: Sequence[type[BaseModel]], exclude: Sequence[str] = ()
+             ) -> Iterator[tuple[str, FieldInfo, Any, list[type[BaseModel]]]]:
+    """Each flag of `models` once, as (field name, field, default, the models it sets), `exclude` left out."""
+    seen: set[str] = set(exclude)
+    for model in models:
+        for name, (field, value) in leaves(model).items():
+            if name not in seen:
+                seen.add(name)
+                yield name, field, value, [other for other in models if name in leaves(other)]
+
+
 def config_parser(models: Sequence[type[BaseModel]], description: str, exclude: Sequence[str] = ()
                   ) -> argparse.ArgumentParser:
     """A parser with one flag per config field; a name shared by several configs is one flag that sets all
@@ -56,16 +67,9 @@ def config_parser(models: Sequence[type[BaseModel]], description: str, exclude: 
     parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
     parser.add_argument("--verbose", action="store_true", help="also show the libraries' own reports and progress "
                         "bars (transformers' model load report, weight loading bars)")
-    seen: set[str] = set(exclude)
-    for model in models:
-        for name, (field, value) in leaves(model).items():
-            if name in seen:
-                continue
-            seen.add(name)
-            parser.add_argument(
-                f"--{name.replace('_', '-')}", dest=name, **_argument(field.annotation),
-                help=f"{field.description} (default: {value})",
-            )
+    for name, field, value, _ in flags_of(models, exclude):
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, **_argument(field.annotation),
+                            help=f"{field.description} (default: {value})")
     return parser
 
 
@@ -90,18 +94,11 @@ def flag_table(models: Sequence[type[BaseModel]], exclude: Sequence[str] = ()) -
         return f"`{','.join(map(str, value)) if isinstance(value, list) else value}`"
 
     rows = ["| flag | type | default | meaning |", "| --- | --- | --- | --- |"]
-    seen: set[str] = set(exclude)
-    for model in models:
-        for name, (field, value) in leaves(model).items():
-            if name in seen:
-                continue
-            seen.add(name)
-            owners = [other.__name__ for other in models if name in leaves(other)]
-            text = (field.description or "").replace("|", "\\|")
-            if len(owners) > 1:
-                text += f" (sets {', '.join(owners)})"
-            flag = f"`--{name.replace('_', '-')}`"
-            rows.append(f"| {flag} | {kind(field.annotation)} | {default(value)} | {text} |")
+    for name, field, value, owners in flags_of(models, exclude):
+        text = (field.description or "").replace("|", "\\|")
+        if len(owners) > 1:
+            text += f" (sets {', '.join(owner.__name__ for owner in owners)})"
+        rows.append(f"| `--{name.replace('_', '-')}` | {kind(field.annotation)} | {default(value)} | {text} |")
     return "\n".join(rows)
 
 
