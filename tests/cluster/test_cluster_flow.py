@@ -172,7 +172,7 @@ def test_clusterings_follow_the_rows_in_any_order(client, dataset):
     order = np.random.default_rng(9).permutation(len(sample.rows))
     shuffled = replace(sample, rows=sample.rows.iloc[order].reset_index(drop=True), reduced=sample.reduced[order])
     config = ClusterConfig(k=3, pca_components=5, k_max=4, recluster_k=2, min_samples_grid=[5])
-    _, run = run_clustering(CpuBackend(client), shuffled, config, MemoryBudget(2**30))
+    run = run_clustering(CpuBackend(client), shuffled, config, MemoryBudget(2**30))
     table = pd.crosstab(run.labels["kmeans"], shuffled.rows["layer"].to_numpy() % 3)
     assert ((table > 0).sum(axis=1) == 1).all() and ((table > 0).sum(axis=0) == 1).all(), "one cluster per layer group"
     largest = pd.Series(run.labels["kmeans"]).value_counts().idxmax()
@@ -384,7 +384,7 @@ def test_dbscan_beyond_its_exact_rows_runs_dbscan_plus_plus_and_records_its_agre
     sample = _sample(client, dataset, SampleSpec("all"))
     config = ClusterConfig(pca_components=5, k_max=4, min_samples_grid=[5, 10], dbscan_exact_rows=500,
                            dbscan_core_sample=1000)
-    _, run = run_clustering(CpuBackend(client), sample, config, MemoryBudget(2**30))
+    run = run_clustering(CpuBackend(client), sample, config, MemoryBudget(2**30))
     params = run.params["dbscan"]
     assert params["method"] == "dbscan++" and params["core_sample"] == 1000 and set(run.grid["method"]) == {"dbscan++"}
     agreement = params["agreement_with_exact"]
