@@ -9,6 +9,7 @@ import flows  # noqa: F401  (first: Prefect's environment, flows/__init__.py, al
 
 import functools
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -37,9 +38,10 @@ from tasks.storage import DatasetRecord, Location, Manifest, dataset_record, new
 
 @task(name="load-sample", cache_policy=NO_CACHE)
 def load_sample_task(client, config: ClusterConfig, spec: SampleSpec, dataset: Location, record: DatasetRecord,
-                     manifests: list[Manifest], unreadable: dict[int, str], budget: MemoryBudget) -> Sample:
+                     manifests: list[Manifest], unreadable: dict[int, str], budget: MemoryBudget, keys: Path
+                     ) -> Sample:
     return load_sample(client, dataset, manifests, spec, config.pca, config.standardize, record.encoder.dim, budget,
-                       config.on_bad_shard, unreadable)
+                       keys, config.on_bad_shard, unreadable)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
@@ -139,8 +141,10 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     spec = SampleSpec.of(config.sampling, config.seed)
     embedding_bytes = sum(spec.selected_rows(m) for m in manifests) * record.encoder.dim * 4
     processes = local_processes(config.compute.worker_kind, embedding_bytes)
-    with dask_cluster(config.compute.scheduler, config.compute.backend, config.compute.n_workers,
-                      processes=processes) as compute:
+    # the sample's keys are spilled to `keys`, removed once the run is over
+    with tempfile.TemporaryDirectory(prefix="atlas-sample-keys-") as keys, \
+            dask_cluster(config.compute.scheduler, config.compute.backend, config.compute.n_workers,
+                         processes=processes) as compute:
         log.info("compute: %s", compute.description)
         budget = MemoryBudget.of(config.compute.memory_budget, len(compute.client.nthreads()) + 1)
         if compute.gpu:
@@ -149,7 +153,8 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
             backend = GpuBackend(compute.client)
         else:
             backend = CpuBackend(compute.client)
-        sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, unreadable, budget)
+        sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, unreadable, budget,
+                                  Path(keys))
         for shard, reason in sample.skipped.items():
             log.warning("shard %d skipped: %s", shard, reason)
         log.info("sample: %d rows of %d shards, %.2f GB read for %.2f GB selected", len(sample.rows),
@@ -168,7 +173,6 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
         sections = sections_task(config, record, sample, run, study, notes, source)
         summary = summary_task(run, sample, context, study)
         explorer = explorer_task(config, record, sample, run, study, questions, source)
-        # the labels come from the workers
         report = report_task(config, sample, run, study, summary, sections, explorer)
         artifacts_task(summary, run, study, report, sections, notes)
     log.info("report: %s", report)
