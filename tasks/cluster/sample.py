@@ -8,13 +8,12 @@ embeddings, only a row group's."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Literal
-
-import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
