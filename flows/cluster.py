@@ -141,30 +141,30 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     spec = SampleSpec.of(config.sampling, config.seed)
     embedding_bytes = sum(spec.selected_rows(m) for m in manifests) * record.encoder.dim * 4
     processes = local_processes(config.compute.worker_kind, embedding_bytes)
-    # the sample's keys are spilled to `keys`, removed once the run is over
-    with tempfile.TemporaryDirectory(prefix="atlas-sample-keys-") as keys, \
-            dask_cluster(config.compute.scheduler, config.compute.backend, config.compute.n_workers,
-                         processes=processes) as compute:
-        log.info("compute: %s", compute.description)
-        budget = MemoryBudget.of(config.compute.memory_budget, len(compute.client.nthreads()) + 1)
-        if compute.gpu:
-            from tasks.cluster import GpuBackend
+    with tempfile.TemporaryDirectory(prefix="atlas-sample-keys-") as keys:  # the sample's keys, removed at the end
+        with dask_cluster(config.compute.scheduler, config.compute.backend, config.compute.n_workers,
+                          processes=processes) as compute:
+            log.info("compute: %s", compute.description)
+            budget = MemoryBudget.of(config.compute.memory_budget, len(compute.client.nthreads()) + 1)
+            if compute.gpu:
+                from tasks.cluster import GpuBackend
 
-            backend = GpuBackend(compute.client)
-        else:
-            backend = CpuBackend(compute.client)
-        sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, unreadable, budget,
-                                  Path(keys))
-        for shard, reason in sample.skipped.items():
-            log.warning("shard %d skipped: %s", shard, reason)
-        log.info("sample: %d rows of %d shards, %.2f GB read for %.2f GB selected", len(sample.rows),
-                 len(sample.part_shards), sample.bytes_read / 2**30, sample.bytes_selected / 2**30)
-        run = cluster_task(backend, sample, config, budget)
-        context = RunContext(
-            dataset=config.dataset, fingerprint=record.fingerprint, model=record.model.model,
-            shards=sample.part_shards, skipped_shards={str(k): v for k, v in sample.skipped.items()},
-            compute=compute.description, backend=backend.name, memory_budget_gb=round(budget.bytes / 2**30, 2),
-            sample=spec)
+                backend = GpuBackend(compute.client)
+            else:
+                backend = CpuBackend(compute.client)
+            sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, unreadable, budget,
+                                      Path(keys))
+            for shard, reason in sample.skipped.items():
+                log.warning("shard %d skipped: %s", shard, reason)
+            log.info("sample: %d rows of %d shards, %.2f GB read for %.2f GB selected", len(sample.rows),
+                     len(sample.part_shards), sample.bytes_read / 2**30, sample.bytes_selected / 2**30)
+            run = cluster_task(backend, sample, config, budget)
+            context = RunContext(
+                dataset=config.dataset, fingerprint=record.fingerprint, model=record.model.model,
+                shards=sample.part_shards, skipped_shards={str(k): v for k, v in sample.skipped.items()},
+                compute=compute.description, backend=backend.name, memory_budget_gb=round(budget.bytes / 2**30, 2),
+                sample=spec)
+        # the Dask cluster is closed: the research layer and the report read plain data
         questions = feature_questions(sample.key_tables())
         study = study_task(config, record, sample, run, questions)
         source = None if no_maps else functools.partial(attention_maps_of, record, config.dataset, config.credentials)
