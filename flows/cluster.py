@@ -9,6 +9,7 @@ import flows  # noqa: F401  (first: Prefect's environment, flows/__init__.py, al
 
 import functools
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -37,47 +38,49 @@ from tasks.storage import DatasetRecord, Location, Manifest, dataset_record, new
 
 @task(name="load-sample", cache_policy=NO_CACHE)
 def load_sample_task(client, config: ClusterConfig, spec: SampleSpec, dataset: Location, record: DatasetRecord,
-                     manifests: list[Manifest], unreadable: dict[int, str], budget: MemoryBudget) -> Sample:
+                     manifests: list[Manifest], unreadable: dict[int, str], budget: MemoryBudget, keys: Path
+                     ) -> Sample:
     return load_sample(client, dataset, manifests, spec, config.pca, config.standardize, record.encoder.dim, budget,
-                       config.on_bad_shard, unreadable)
+                       keys, config.on_bad_shard, unreadable)
 
 
 @task(name="cluster", cache_policy=NO_CACHE)
-def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig, budget: MemoryBudget):
+def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig, budget: MemoryBudget
+                 ) -> ClusteringRun:
     return run_clustering(backend, sample, config, budget)
 
 
 @task(name="study", cache_policy=NO_CACHE)
-def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
+def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, run: ClusteringRun,
                questions: pd.DataFrame) -> Study:
     """The research layer: heads table, agreements, findings, stability."""
     facts, why = feature_facts(record, config.dataset, config.credentials, questions)
     if facts is None:
         get_run_logger().warning("findings without contexts and answerability: %s", why)
-    return run_study(sample.rows, run.labels, run.params, reduced, record.statistics, record.model.layers,
+    return run_study(sample.rows, run.labels, run.params, sample.reduced, record.statistics, record.model.layers,
                      record.model.heads, StudySettings.of(config), facts)
 
 
 @task(name="sections", cache_policy=NO_CACHE)
-def sections_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
+def sections_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, run: ClusteringRun,
                   study: Study, notes: list[str], source: MapSource | None) -> list[Section]:
     """report.html's sections and figures: the notes, the findings, then each clustering."""
     layers, heads = record.model.layers, record.model.heads
     return [*notes_section(notes), findings_section(study, layers, heads),
-            *build_sections(run, sample, reduced, layers, heads, record.statistics, config.top_clusters,
+            *build_sections(run, sample, layers, heads, record.statistics, config.top_clusters,
                             config.exemplars if source else 0, config.density.min_samples, source)]
 
 
 @task(name="summary", cache_policy=NO_CACHE)
-def summary_task(run: ClusteringRun, sample: Sample, reduced, context: RunContext, study: Study) -> ClusterSummary:
-    return summarise(run, sample, reduced, context, study.findings)
+def summary_task(run: ClusteringRun, sample: Sample, context: RunContext, study: Study) -> ClusterSummary:
+    return summarise(run, sample, context, study.findings)
 
 
 @task(name="explorer", cache_policy=NO_CACHE)
-def explorer_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, reduced, run: ClusteringRun,
+def explorer_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, run: ClusteringRun,
                   study: Study, questions: pd.DataFrame, source: MapSource | None) -> ExplorerData:
     """explorer.html's data: the heads grid, the projection, the exemplar maps where `source` gives them."""
-    explorer = explorer_data(sample.rows, reduced, run.labels, study.heads, study.head_clusters, questions,
+    explorer = explorer_data(sample.rows, sample.reduced, run.labels, study.heads, study.head_clusters, questions,
                              record.model.layers, record.model.heads, source, points=config.explorer_points,
                              per_cluster=config.exemplars if source else 0, top_clusters=config.top_clusters,
                              seed=config.seed, rules=config.roles, title=f"Attention heads of {record.model.model}")
@@ -138,36 +141,38 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
     spec = SampleSpec.of(config.sampling, config.seed)
     embedding_bytes = sum(spec.selected_rows(m) for m in manifests) * record.encoder.dim * 4
     processes = local_processes(config.compute.worker_kind, embedding_bytes)
-    with dask_cluster(config.compute.scheduler, config.compute.backend, config.compute.n_workers,
-                      processes=processes) as compute:
-        log.info("compute: %s", compute.description)
-        budget = MemoryBudget.of(config.compute.memory_budget, len(compute.client.nthreads()) + 1)
-        if compute.gpu:
-            from tasks.cluster import GpuBackend
+    with tempfile.TemporaryDirectory(prefix="atlas-sample-keys-") as keys:  # the sample's keys, removed at the end
+        with dask_cluster(config.compute.scheduler, config.compute.backend, config.compute.n_workers,
+                          processes=processes) as compute:
+            log.info("compute: %s", compute.description)
+            budget = MemoryBudget.of(config.compute.memory_budget, len(compute.client.nthreads()) + 1)
+            if compute.gpu:
+                from tasks.cluster import GpuBackend
 
-            backend = GpuBackend(compute.client)
-        else:
-            backend = CpuBackend(compute.client)
-        sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, unreadable, budget)
-        for shard, reason in sample.skipped.items():
-            log.warning("shard %d skipped: %s", shard, reason)
-        log.info("sample: %d rows of %d shards, %.2f GB read for %.2f GB selected", len(sample.rows),
-                 len(sample.part_shards), sample.bytes_read / 2**30, sample.bytes_selected / 2**30)
-        reduced, run = cluster_task(backend, sample, config, budget)
-        context = RunContext(
-            dataset=config.dataset, fingerprint=record.fingerprint, model=record.model.model,
-            shards=sample.part_shards, skipped_shards={str(k): v for k, v in sample.skipped.items()},
-            compute=compute.description, backend=backend.name, memory_budget_gb=round(budget.bytes / 2**30, 2),
-            sample=spec)
+                backend = GpuBackend(compute.client)
+            else:
+                backend = CpuBackend(compute.client)
+            sample = load_sample_task(compute.client, config, spec, dataset, record, manifests, unreadable, budget,
+                                      Path(keys))
+            for shard, reason in sample.skipped.items():
+                log.warning("shard %d skipped: %s", shard, reason)
+            log.info("sample: %d rows of %d shards, %.2f GB read for %.2f GB selected", len(sample.rows),
+                     len(sample.part_shards), sample.bytes_read / 2**30, sample.bytes_selected / 2**30)
+            run = cluster_task(backend, sample, config, budget)
+            context = RunContext(
+                dataset=config.dataset, fingerprint=record.fingerprint, model=record.model.model,
+                shards=sample.part_shards, skipped_shards={str(k): v for k, v in sample.skipped.items()},
+                compute=compute.description, backend=backend.name, memory_budget_gb=round(budget.bytes / 2**30, 2),
+                sample=spec)
+        # the Dask cluster is closed: the research layer and the report read plain data
         questions = feature_questions(sample.key_tables())
-        study = study_task(config, record, sample, reduced, run, questions)
+        study = study_task(config, record, sample, run, questions)
         source = None if no_maps else functools.partial(attention_maps_of, record, config.dataset, config.credentials)
         notes = skipped_notes(sample.skipped) + ([f"Exemplar attention maps are unavailable: {no_maps}"]
                                                  if no_maps else [])
-        sections = sections_task(config, record, sample, reduced, run, study, notes, source)
-        summary = summary_task(run, sample, reduced, context, study)
-        explorer = explorer_task(config, record, sample, reduced, run, study, questions, source)
-        # the labels come from the workers
+        sections = sections_task(config, record, sample, run, study, notes, source)
+        summary = summary_task(run, sample, context, study)
+        explorer = explorer_task(config, record, sample, run, study, questions, source)
         report = report_task(config, sample, run, study, summary, sections, explorer)
         artifacts_task(summary, run, study, report, sections, notes)
     log.info("report: %s", report)

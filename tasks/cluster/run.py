@@ -122,9 +122,9 @@ def check_budget(n: int, dim: int, cfg: ClusterConfig, budget: MemoryBudget) -> 
 
 
 def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig, budget: MemoryBudget
-                   ) -> tuple[np.ndarray, ClusteringRun]:
+                   ) -> ClusteringRun:
     """k search and KMeans, k-distance knee and DBSCAN grid, DBSCAN, re-clustering on the sample's PCA
-    projection: that projection (the space every clustering ran in) and the results."""
+    projection (`sample.reduced`, the space every clustering runs in)."""
     reduced, n = sample.reduced, len(sample.reduced)
     check_budget(n, reduced.shape[1], cfg, budget)
     ks = [k for k in range(cfg.k_min, cfg.k_max + 1) if k < n]
@@ -169,4 +169,4 @@ def run_clustering(backend: ClusterBackend, sample: Sample, cfg: ClusterConfig, 
         name, parent = reclustered(depth), Clustering.KMEANS if depth == 1 else reclustered(depth - 1)
         run.labels[name], run.centres[name] = level.labels, level.centres
         run.params[name] = {"k": cfg.recluster_k, "of": f"largest cluster of {parent}"}
-    return reduced, run
+    return run

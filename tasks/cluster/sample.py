@@ -1,5 +1,6 @@
 """The rows to cluster: published shards read on the Dask workers, only the selected row groups and rows, each
-projected on PCA components as soon as it is read; the keys stay beside their vectors.
+projected on PCA components as soon as it is read; the keys stay beside their vectors until the flow spills them,
+a shard at a time, to Parquet files in a folder the caller owns.
 
 Two passes: the PCA is fitted on a seeded sample of `fit_rows` rows drawn from a seeded choice of row groups,
 then every selected row group is read, checked and projected where it is read. No process ever holds a shard's
@@ -7,14 +8,17 @@ embeddings, only a row group's."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
 from tasks.cluster.resources import MemoryBudget, timed
@@ -60,13 +64,14 @@ class SampleSpec:
 
 @dataclass
 class Sample:
-    """The sampled rows: here, their feature, layer, head and statistics (`rows`) and their PCA projection
-    (`reduced`), row for row; on the workers, each shard's full keys (question ids, spans), for the labels."""
+    """The sampled rows: their feature, layer, head and statistics (`rows`) and their PCA projection (`reduced`),
+    row for row; in Parquet files, each shard's full keys (question ids, spans), for the labels. Plain data: no
+    Dask client is needed to read any of it."""
 
     rows: pd.DataFrame
     reduced: np.ndarray
     reducer: Reducer
-    key_parts: list  # distributed.Future of pa.Table (KEY_COLUMNS), one per shard read, in row order
+    key_files: list[Path]  # Parquet files of KEY_COLUMNS, one per shard read, in row order
     part_shards: list[int]
     part_rows: list[int]
     dim: int
@@ -77,9 +82,9 @@ class Sample:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
 
     def key_tables(self) -> Iterator[pa.Table]:
-        """Each part's keys, fetched from the workers one at a time."""
-        for part in self.key_parts:
-            yield part.result()
+        """Each part's keys, read one at a time."""
+        for path in self.key_files:
+            yield pq.read_table(path)
 
 
 def _splitmix(feature_id: np.ndarray, within: np.ndarray, seed: int) -> np.ndarray:
@@ -198,14 +203,26 @@ def _gather_or_skip(client, futures: list, manifests: list[Manifest], on_bad_sha
     return done
 
 
+def spill_keys(client, parts: list, folder: Path) -> list[Path]:
+    """The key tables of the `_project_job` results `parts`, fetched from the workers a part at a time and written
+    to Parquet files in a fresh folder inside `folder`; their paths, in order."""
+    spilled = Path(tempfile.mkdtemp(prefix="sample-keys-", dir=folder))
+    paths = []
+    for index, future in enumerate(client.map(_KEYS, parts)):
+        paths.append(spilled / f"part-{index:06d}.parquet")
+        pq.write_table(future.result(), paths[-1])
+    return paths
+
+
 def _row_group_rows(manifest: Manifest) -> int:
     return max((g.rows for g in manifest.row_groups), default=0) if manifest.row_groups else manifest.rows
 
 
 def load_sample(client, dataset: Location, manifests: list[Manifest], spec: SampleSpec, pca: Projection,
-                standardize: bool, dim: int, budget: MemoryBudget, on_bad_shard: str = "fail",
+                standardize: bool, dim: int, budget: MemoryBudget, keys: Path, on_bad_shard: str = "fail",
                 skipped: dict[int, str] | None = None) -> Sample:
-    """Fits the PCA (`pca`) on a seeded sample of rows, then reads and projects every selected row on the workers.
+    """Fits the PCA (`pca`) on a seeded sample of rows, then reads and projects every selected row on the workers;
+    the rows' keys are spilled to Parquet files under the folder `keys`, which the caller owns and removes.
     A missing or corrupt shard fails the run, or with on_bad_shard 'skip' is left out and named (beside those in
     `skipped`, already left out: their manifests could not be read)."""
     components, fit_rows = pca.pca_components, pca.pca_fit_rows
@@ -247,8 +264,9 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
         if len(rows) == 0:
             raise InputError(f"{dataset.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
         reduced = np.concatenate(client.gather(client.map(_REDUCED, parts)))
+        key_files = spill_keys(client, parts, keys)
     return Sample(
-        rows=rows, reduced=reduced, reducer=reducer, key_parts=client.map(_KEYS, parts),
+        rows=rows, reduced=reduced, reducer=reducer, key_files=key_files,
         part_shards=[m.shard for m, _ in done], part_rows=[t.num_rows for t in numbers], dim=vectors.shape[1],
         fit_rows=len(vectors), bytes_read=sum(client.gather(client.map(_BYTES, parts))),
         bytes_selected=sum(m.bytes * spec.selected_rows(m) // m.rows for m, _ in done),

@@ -48,10 +48,10 @@ def notes_section(notes: list[str]) -> list[Section]:
                                                "without them.", [], [], points=notes)]
 
 
-def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clusters: list[int], per_cluster: int,
-                  source: MapSource) -> dict[int, list[tuple[Exemplar, str]]]:
+def exemplar_maps(sample: Sample, labels: np.ndarray, clusters: list[int], per_cluster: int, source: MapSource
+                  ) -> dict[int, list[tuple[Exemplar, str]]]:
     """For each cluster, the recomputed exemplars of the rows nearest its centre, with captions."""
-    nearest = nearest_to_centre(reduced, labels, per_cluster)
+    nearest = nearest_to_centre(sample.reduced, labels, per_cluster)
     chosen = {c: nearest[c] for c in clusters if c in nearest}
     picks = [(c, i) for c, rows in chosen.items() for i in rows]
     keys = sample.rows.iloc[[i for _, i in picks]]
@@ -63,16 +63,15 @@ def exemplar_maps(sample: Sample, reduced: np.ndarray, labels: np.ndarray, clust
     return exemplars
 
 
-def clustering_section(name: str, run: ClusteringRun, sample: Sample, reduced: np.ndarray, layers: int,
-                       heads: int, statistics: list[str], top: int, per_cluster: int, source: MapSource | None
-                       ) -> Section:
+def clustering_section(name: str, run: ClusteringRun, sample: Sample, layers: int, heads: int,
+                       statistics: list[str], top: int, per_cluster: int, source: MapSource | None) -> Section:
     labels = run.labels[name]
     sizes = cluster_sizes(labels)
     real = [c for c in sizes if c != NOISE]
     shown = real[:top] + ([NOISE] if NOISE in sizes else [])
     figures = [plot_sizes(labels, name), plot_heatmaps(sample.rows, labels, shown, layers, heads, name)]
     if per_cluster and real and source is not None:
-        figures.append(plot_exemplars(exemplar_maps(sample, reduced, labels, real[:top], per_cluster, source), name))
+        figures.append(plot_exemplars(exemplar_maps(sample, labels, real[:top], per_cluster, source), name))
     params = ", ".join(f"{k} = {v}" for k, v in run.params[name].items())
     text = f"{len(real)} clusters, {sizes.get(NOISE, 0)} rows labelled -1. Parameters: {params}."
     return Section(name, text, [("Per cluster: rows, mean layer and head, mean per-head statistics",
@@ -92,14 +91,13 @@ def _dbscan_method(params: dict) -> str:
             f"against {agreement['noise_share']['exact']:.1%}.")
 
 
-def build_sections(run: ClusteringRun, sample: Sample, reduced: np.ndarray, layers: int, heads: int,
-                   statistics: list[str], top: int, per_cluster: int, min_samples: int, source: MapSource | None
-                   ) -> list[Section]:
+def build_sections(run: ClusteringRun, sample: Sample, layers: int, heads: int, statistics: list[str], top: int,
+                   per_cluster: int, min_samples: int, source: MapSource | None) -> list[Section]:
     """The report's sections: PCA, k search, DBSCAN eps search, then one per clustering (with `per_cluster`
     exemplar maps from `source`, none where it is None)."""
     kept = float(np.sum(run.explained_variance))
     sections = [
-        Section("PCA", f"{reduced.shape[1]} components keep {kept:.1%} of the variance of the "
+        Section("PCA", f"{sample.reduced.shape[1]} components keep {kept:.1%} of the variance of the "
                        f"{sample.dim}-d embeddings (fitted on {sample.fit_rows:,} seeded rows; every one of the "
                        f"{len(sample.rows):,} rows projected where it was read); every clustering runs on them.",
                 [], [plot_variance(run.explained_variance)]),
@@ -112,6 +110,6 @@ def build_sections(run: ClusteringRun, sample: Sample, reduced: np.ndarray, laye
                 [("grid search", run.grid)], [plot_kdistance(run.kth_distances, run.suggested_eps, min_samples),
                                               plot_grid(run.grid)]),
     ]
-    sections += [clustering_section(name, run, sample, reduced, layers, heads, statistics, top, per_cluster, source)
+    sections += [clustering_section(name, run, sample, layers, heads, statistics, top, per_cluster, source)
                  for name in run.labels]
     return sections

@@ -59,8 +59,7 @@ class ClusterSummary(RunContext):
         return self.model_dump(mode="json")
 
 
-def summarise(run: ClusteringRun, sample: Sample, reduced: np.ndarray, context: RunContext,
-              findings: list[Finding]) -> ClusterSummary:
+def summarise(run: ClusteringRun, sample: Sample, context: RunContext, findings: list[Finding]) -> ClusterSummary:
     """summary.json of a clustering run."""
     clusterings = {}
     for name, labels in run.labels.items():
@@ -70,7 +69,7 @@ def summarise(run: ClusteringRun, sample: Sample, reduced: np.ndarray, context: 
                                               unlabelled=sizes.get(NOISE, 0), largest=real[:10])
     return ClusterSummary(
         **context.model_dump(), rows=len(sample.rows), features=int(sample.rows["feature_id"].nunique()),
-        embedding_dim=sample.dim, pca_components=int(reduced.shape[1]), pca_fit_rows=sample.fit_rows,
+        embedding_dim=sample.dim, pca_components=int(sample.reduced.shape[1]), pca_fit_rows=sample.fit_rows,
         pca_variance_kept=round(float(np.sum(run.explained_variance)), 4), bytes_read=sample.bytes_read,
         bytes_selected=sample.bytes_selected, seconds={**sample.seconds, **run.seconds}, chosen_k=run.chosen_k,
         suggested_eps=run.suggested_eps, clusterings=clusterings, findings=findings,

@@ -13,7 +13,7 @@ from tasks.cluster import Sample, cluster_sizes
 
 def label_parts(sample: Sample, labels: dict[str, np.ndarray]) -> Iterator[tuple[int, pa.Table]]:
     """(shard, table) for each shard read: its rows' keys (feature, question, span, layer, head) with one label
-    column per clustering, row for row; the keys are fetched from the workers a shard at a time."""
+    column per clustering, row for row; the keys are read a shard at a time."""
     start = 0
     for shard, rows, keys in zip(sample.part_shards, sample.part_rows, sample.key_tables()):
         for name, values in labels.items():

@@ -35,10 +35,11 @@ from tasks.cluster.sample import (
 from tasks.config import ClusterConfig, ExtractConfig
 from tasks.errors import InputError
 from tasks.groups import Projection
+from tasks.report.tables import label_parts
 from tasks.storage.dataset import dataset_record, ensure_dataset_record
 from tasks.storage.location import Location
 from tasks.storage.reading import read_shard
-from tasks.storage.rows import embedding_matrix, row_schema, rows_table
+from tasks.storage.rows import KEY_COLUMNS, embedding_matrix, row_schema, rows_table
 from tasks.storage.shards import ShardError, publish_shard, select_manifests, staging_dir
 from tasks.storage.writer import ShardFileWriter
 
@@ -88,10 +89,13 @@ def _decoded_keys(vectors: np.ndarray) -> np.ndarray:
 
 
 def _sample(client, dataset, spec, shards=None, fit_rows=300, components=5, budget=MemoryBudget(2**30)):
+    """The sample, its keys spilled beside the dataset."""
     location = Location.open(dataset)
+    keys = Path(dataset).parent / "keys"
+    keys.mkdir(exist_ok=True)
     return load_sample(client, location, select_manifests(location, dataset_record(location), shards), spec,
                        Projection(pca_components=components, pca_fit_rows=fit_rows), standardize=False, dim=DIM,
-                       budget=budget)
+                       budget=budget, keys=keys)
 
 
 def _raw_vectors(dataset: str) -> dict[tuple[int, int, int], np.ndarray]:
@@ -172,12 +176,26 @@ def test_clusterings_follow_the_rows_in_any_order(client, dataset):
     order = np.random.default_rng(9).permutation(len(sample.rows))
     shuffled = replace(sample, rows=sample.rows.iloc[order].reset_index(drop=True), reduced=sample.reduced[order])
     config = ClusterConfig(k=3, pca_components=5, k_max=4, recluster_k=2, min_samples_grid=[5])
-    _, run = run_clustering(CpuBackend(client), shuffled, config, MemoryBudget(2**30))
+    run = run_clustering(CpuBackend(client), shuffled, config, MemoryBudget(2**30))
     table = pd.crosstab(run.labels["kmeans"], shuffled.rows["layer"].to_numpy() % 3)
     assert ((table > 0).sum(axis=1) == 1).all() and ((table > 0).sum(axis=0) == 1).all(), "one cluster per layer group"
     largest = pd.Series(run.labels["kmeans"]).value_counts().idxmax()
     assert ((run.labels["kmeans_r1"] != -1) == (run.labels["kmeans"] == largest)).all()
     assert run.params["dbscan"]["method"] == "exact" and run.params["dbscan"]["knee_sample"] == len(order)
+
+
+def test_the_label_parts_are_written_from_the_sample_after_its_dask_cluster_has_closed(dataset):
+    with dask_cluster(backend="cpu", n_workers=1, processes=False) as compute:
+        sample = _sample(compute.client, dataset, SampleSpec("random", fraction=0.5, seed=1))
+    labels = np.arange(len(sample.rows))
+    parts = list(label_parts(sample, {"kmeans": labels}))
+    assert [shard for shard, _ in parts] == sample.part_shards == [0, 1, 2]
+    table = pa.concat_tables(part for _, part in parts)
+    assert table.column_names == [*KEY_COLUMNS, "kmeans"]
+    for column in ("feature_id", "layer", "head"):
+        np.testing.assert_array_equal(table[column].to_numpy(), sample.rows[column].to_numpy())
+    assert table["question_id"].to_pylist() == [f"q{f}" for f in sample.rows["feature_id"]]
+    np.testing.assert_array_equal(table["kmeans"].to_numpy(), labels)
 
 
 def test_bad_dataset_arguments_are_named(client, dataset, tmp_path):
@@ -384,7 +402,7 @@ def test_dbscan_beyond_its_exact_rows_runs_dbscan_plus_plus_and_records_its_agre
     sample = _sample(client, dataset, SampleSpec("all"))
     config = ClusterConfig(pca_components=5, k_max=4, min_samples_grid=[5, 10], dbscan_exact_rows=500,
                            dbscan_core_sample=1000)
-    _, run = run_clustering(CpuBackend(client), sample, config, MemoryBudget(2**30))
+    run = run_clustering(CpuBackend(client), sample, config, MemoryBudget(2**30))
     params = run.params["dbscan"]
     assert params["method"] == "dbscan++" and params["core_sample"] == 1000 and set(run.grid["method"]) == {"dbscan++"}
     agreement = params["agreement_with_exact"]
