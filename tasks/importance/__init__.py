@@ -7,5 +7,6 @@ each is imported from its module when first used."""
 from tasks.exports import public_face
 
 __all__, __getattr__, __dir__ = public_face(__name__, {
+    "gradient": ["gradient_importance"],
     "masking": ["attention_projections", "head_mask"],
 })

@@ -1,5 +1,6 @@
-"""Head masking on a real BERT of transformers 5.x: a masked head is exactly the model with that head's value
-weights zeroed; a mask of ones changes nothing; the mask's gradient is each head's importance signal."""
+"""Head masking and gradient importance on a real BERT of transformers 5.x: a masked head is exactly the model
+with that head's value weights zeroed; a mask of ones changes nothing; the gradient importance finds the one head
+that carries the answer."""
 
 from __future__ import annotations
 
@@ -70,12 +71,44 @@ def test_the_mask_gradient_is_one_number_per_head(model, batch):
     mask = torch.ones(model.config.num_hidden_layers, model.config.num_attention_heads, requires_grad=True)
     with head_mask(model, mask):
         out = model(**batch)
-        (out.start_logits.logsumexp(-1) + out.end_logits.logsumexp(-1)).sum().backward()
-    assert mask.grad is not None and mask.grad.shape == mask.shape
-    assert torch.isfinite(mask.grad).all() and (mask.grad != 0).all()
+        (grad,) = torch.autograd.grad((out.start_logits.logsumexp(-1) + out.end_logits.logsumexp(-1)).sum(), mask)
+    assert grad.shape == mask.shape and torch.isfinite(grad).all() and (grad != 0).all()
 
 
 def test_a_mask_of_the_wrong_shape_is_named(model):
     with pytest.raises(ValueError, match=r"head mask of shape \(3, 4\); this model needs layers x heads = \(2, 4\)"):
         with head_mask(model, torch.ones(3, 4)):
             pass
+
+
+def _qa_batches(model, n: int = 3):
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(n):
+        ids = torch.randint(5, model.config.vocab_size, (4, 24), generator=generator)
+        starts = torch.randint(1, 20, (4,), generator=generator)
+        yield {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+               "start_positions": starts, "end_positions": starts + 2}
+
+
+def _only_head_left(model, layer: int, head: int):
+    """A copy of `model` in which every other head's value weights are zero: one head carries the answer."""
+    changed = model
+    for other_layer in range(model.config.num_hidden_layers):
+        for other in range(model.config.num_attention_heads):
+            if (other_layer, other) != (layer, head):
+                changed = _without_values(changed, other_layer, other)
+    return changed
+
+
+def test_gradient_importance_finds_the_one_head_that_carries_the_answer(model):
+    from tasks.importance import gradient_importance
+
+    carrier = _only_head_left(model, 1, 3)
+    raw = gradient_importance(carrier, _qa_batches(carrier), normalise=False)
+    assert raw.shape == (2, 4) and int(raw.argmax()) == 1 * 4 + 3
+    assert (raw.flatten()[torch.arange(8) != 7] == 0).all(), "a head whose values are zero has no gradient"
+    model.zero_grad(set_to_none=True)
+    wanted = [p.requires_grad for p in model.parameters()]
+    normalised = gradient_importance(model, _qa_batches(model))
+    torch.testing.assert_close(normalised.norm(dim=1), torch.ones(2, dtype=torch.float64))
+    assert [p.requires_grad for p in model.parameters()] == wanted and all(p.grad is None for p in model.parameters())
