@@ -13,9 +13,11 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from tasks.cli import INPUT_ERROR_STATUS, configs_from_args
-from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig
+from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig, ImportanceConfig
 from tasks.errors import InputError
-from tasks.preflight import check_cluster, check_compare, check_extract, check_finetune, check_full
+from tasks.preflight import (
+    check_cluster, check_compare, check_extract, check_finetune, check_full, check_importance,
+)
 
 
 class Command(NamedTuple):
@@ -37,6 +39,8 @@ COMMANDS = {
                         check_finetune),
     "compare": Command("flows.compare", "two datasets of the same features -> what changed, head by head",
                        (CompareConfig,), check_compare),
+    "importance": Command("flows.importance", "which heads matter to a QA model's answers: gradient, ablation, pruning",
+                          (ImportanceConfig,), check_importance),
 }
 
 

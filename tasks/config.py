@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.groups import Compute, Density, FindingRules, Grouped, Intervals, Projection, RoleRules, Sampling
 
@@ -130,7 +131,20 @@ _NOT_IN_TRAINING_FINGERPRINT = {"train", "dev", "out", "credentials", "checkpoin
                                 "logging_steps", "device", "strict_answers"}
 
 
-class FinetuneConfig(Windows, AnswerCheck):
+class Evaluation(BaseModel):
+    """How a QA model is evaluated: batches, device and precision, and how logits become answers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    eval_batch_size: int = Field(64, ge=1, description="features per forward when evaluating")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="'auto': bf16 on GPUs that have it (else fp16) and on CPUs with AMX, else fp32")
+    n_best: int = Field(20, ge=1, description="best starts and ends of each window considered for the answer")
+    max_answer_length: int = Field(30, ge=1, description="longest answer, in tokens")
+    null_threshold: float = Field(0.0, description="answer empty where the no-answer score beats the best span by more than this")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': the GPU where there is one")
+
+
+class FinetuneConfig(Windows, AnswerCheck, Evaluation):
     """Everything that defines a fine-tuning run (or, with evaluate_only, an evaluation) on SQuAD v2."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -148,17 +162,11 @@ class FinetuneConfig(Windows, AnswerCheck):
     learning_rate: float = Field(3e-5, gt=0, description="peak learning rate, linear decay (the original: 3e-5)")
     batch_size: int = Field(12, ge=1, description="training features per device and step")
     gradient_accumulation: int = Field(1, ge=1, description="steps whose gradients add up to one optimizer step")
-    eval_batch_size: int = Field(64, ge=1, description="features per forward when evaluating")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="'auto': bf16 on GPUs that have it (else fp16) and on CPUs with AMX, else fp32")
     seed: int = Field(0, description="seed of the QA head's initialisation, data order and dropout")
-    n_best: int = Field(20, ge=1, description="best starts and ends of each window considered for the answer")
-    max_answer_length: int = Field(30, ge=1, description="longest answer, in tokens")
-    null_threshold: float = Field(0.0, description="answer empty where the no-answer score beats the best span by more than this")
     save_steps: int = Field(500, ge=1, description="optimizer steps between checkpoints")
     logging_steps: int = Field(50, ge=1, description="optimizer steps between training-loss records")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto': the GPU where there is one")
 
     def training_content(self) -> dict:
         """The fields that a resumed run must share with the run it resumes."""
@@ -192,3 +200,59 @@ class CompareConfig(Grouped):
         if (self.a is None) != (self.b is None):
             raise ValueError("--a and --b go together (leave both out for the offline demo)")
         return self
+
+
+IMPORTANCE_DEMO_MODEL = "outputs/importance-model"
+# Fields that do not change any unit of a head-importance run (the scores with some heads masked, the gradient):
+# the model and the file are known by their contents, the rest says which units run, how, and where things go.
+_NOT_IN_SCORING_KEY = {"model", "model_revision", "dev", "heads", "pruning_steps", "random_orders", "bootstrap", "out",
+                       "progress", "credentials", "train", "demo_steps", "demo_model", "eval_batch_size", "device",
+                       "strict_answers"}
+HEAD_PATTERN = re.compile(r"(\d+)\.(\d+)")
+
+
+def parse_head(text: str) -> tuple[int, int]:
+    """(layer, head) of 'LAYER.HEAD'; ValueError naming the text otherwise."""
+    match = HEAD_PATTERN.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not LAYER.HEAD (both counted from 0, e.g. 0.3)")
+    return int(match[1]), int(match[2])
+
+
+class ImportanceConfig(Windows, AnswerCheck, Evaluation):
+    """Everything that defines a head-importance run: which heads matter to a QA model's answers on SQuAD v2."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(None, description="trained QA model: what flows/finetune.py publishes (folder or fsspec URL) or a Hugging Face id; default: the offline demo, MiniLM-L6 fine-tuned first on --train for --demo-steps steps (to --demo-model), since its shipped QA head is untrained")
+    model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
+    dev: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 file whose questions score the heads (the study: dev-v2.0.json): path, https://, gs://, s3:// URL, 'embedded' or 'demo'")
+    questions: int | None = Field(None, ge=1, description="score on this many questions of --dev (seeded choice; default: all)")
+    heads: list[str] | None = Field(None, description="ablate only these heads, each LAYER.HEAD counted from 0 (default: every head); the gradient importance and the pruning curve cover every head")
+    pruning_steps: int = Field(10, ge=1, description="points of the pruning curve after the unmasked model: heads masked in this many equal steps, up to every head")
+    random_orders: int = Field(3, ge=1, description="seeded random orders of the pruning curve's baseline")
+    bootstrap: int = Field(200, ge=10, description="bootstrap resamples of questions behind every interval")
+    seed: int = Field(0, description="seed of the question choice, the random orders and the bootstrap")
+    out: str = Field("outputs/importance", description="local folder for importance and pruning tables, summary.json and report.html (replaced whole when done; it must be absent, empty or an earlier run's outputs)")
+    progress: str | None = Field(None, description="local folder for finished heads and steps, resumed from when the run is repeated (default: .NAME.progress beside --out)")
+    credentials: str | None = Field(None, description=CREDENTIALS_HELP)
+    train: str = Field(EMBEDDED_SAMPLE, description="the offline demo (no --model): SQuAD v2 file it fine-tunes on")
+    demo_steps: int = Field(60, ge=1, description="the offline demo (no --model): optimizer steps of its fine-tune")
+    demo_model: str = Field(IMPORTANCE_DEMO_MODEL, description="the offline demo (no --model): where its fine-tuned model goes")
+
+    @field_validator("heads")
+    @classmethod
+    def _heads_are_layer_dot_head(cls, heads: list[str] | None) -> list[str] | None:
+        for text in heads or []:
+            parse_head(text)
+        return heads
+
+    def scoring_content(self) -> dict:
+        """The fields that the finished units of a resumed run must share with it."""
+        return self.model_dump(exclude=_NOT_IN_SCORING_KEY)
+
+    def demo_tuning(self) -> FinetuneConfig:
+        """The offline demo's fine-tune (no --model): MiniLM-L6 on --train, evaluated on --dev."""
+        return FinetuneConfig(train=self.train, dev=self.dev, out=self.demo_model, max_steps=self.demo_steps,
+                              seed=self.seed, credentials=self.credentials, max_length=self.max_length,
+                              doc_stride=self.doc_stride, max_query_length=self.max_query_length)

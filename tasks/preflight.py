@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tasks.compute import choose_backend, visible_gpus
 from tasks.compare import check_first_rows, compared_folders, demo_configs, open_pair
-from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig
+from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig, ImportanceConfig
 from tasks.errors import InputError
 from tasks.report import output_folder
 from tasks.squad import cached_squad, check_answers, check_windows
@@ -83,6 +83,22 @@ def check_finetune(cfg: FinetuneConfig) -> None:
         cached_squad(source, cfg.credentials)
     if cfg.strict_answers and not cfg.evaluate_only:
         check_answers(cached_squad(cfg.train, cfg.credentials), strict=True)
+
+
+def importance_folders(cfg: ImportanceConfig) -> list[str]:
+    """The folders a head-importance run reads or writes besides --out: the model, or the demo's fine-tuned one."""
+    return [cfg.model or cfg.demo_model]
+
+
+def check_importance(cfg: ImportanceConfig) -> None:
+    """--out may be replaced and is not the model's folder or above it; the SQuAD file reads, with no mismatched
+    answer under --strict-answers; with no --model, the demo's fine-tune inputs read."""
+    output_folder(cfg.out, importance_folders(cfg))
+    squad = cached_squad(cfg.dev, cfg.credentials)
+    if cfg.strict_answers:
+        check_answers(squad, strict=True)
+    if cfg.model is None:
+        check_finetune(cfg.demo_tuning())
 
 
 def check_compare(cfg: CompareConfig) -> None:

@@ -6,6 +6,7 @@ each is imported from its module when first used."""
 from tasks.exports import public_face
 
 __all__, __getattr__, __dir__ = public_face(__name__, {
-    "evaluate": ["evaluate"],
+    "data": ["QADataset", "answer_positions", "labelled_features"],
+    "evaluate": ["evaluate", "predict_logits"],
     "train": ["TrainingResult", "save_model", "train"],
 })

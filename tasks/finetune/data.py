@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks.config import FinetuneConfig
+from tasks.config import Windows
 from tasks.extract import QAModel
 from tasks.squad import Example, Features, SquadFile, gold_span, tokenize
 
@@ -57,6 +57,6 @@ class QADataset(torch.utils.data.Dataset):
         return item
 
 
-def features_of(squad: SquadFile, qa: QAModel, cfg: FinetuneConfig) -> Features:
+def features_of(squad: SquadFile, qa: QAModel, cfg: Windows) -> Features:
     """Every feature of a SQuAD file, windowed as `cfg` says."""
     return tokenize(squad.examples, qa.tokenizer, cfg.max_length, cfg.doc_stride, cfg.max_query_length)

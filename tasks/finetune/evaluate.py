@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks.config import FinetuneConfig
+from tasks.config import Evaluation, FinetuneConfig
 from tasks.device import resolve_device, resolve_precision
 from tasks.extract import QAModel
 from tasks.finetune.data import QADataset, features_of
@@ -13,7 +13,7 @@ from tasks.squad import Features, SquadFile, predict_answers, squad_v2_metrics
 
 
 @torch.inference_mode()
-def predict_logits(qa: QAModel, features: Features, cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
+def predict_logits(qa: QAModel, features: Features, cfg: Evaluation) -> tuple[np.ndarray, np.ndarray]:
     """Start and end logits (features, tokens) of every feature, in batches of eval_batch_size."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)

@@ -11,12 +11,11 @@ import torch
 from tasks.importance.masking import head_mask
 
 
-def gradient_importance(model: Any, batches: Iterable[dict[str, torch.Tensor]], normalise: bool = True
-                        ) -> torch.Tensor:
+def gradient_importance(model: Any, batches: Iterable[dict[str, torch.Tensor]]) -> torch.Tensor:
     """Layers x heads importance of `model`'s heads over `batches` (model inputs with `start_positions` and
     `end_positions`): one backward pass a batch, |d loss / d mask| of the batch's mean loss (as Michel et al.'s
-    code accumulates it), averaged over the batches weighted by their examples, each layer normalised to unit L2
-    norm where `normalise`. The model's weights get no gradient."""
+    code accumulates it), averaged over the batches weighted by their examples. The model's weights get no
+    gradient."""
     layers, heads = model.config.num_hidden_layers, model.config.num_attention_heads
     device = next(model.parameters()).device
     total, examples = torch.zeros(layers, heads, dtype=torch.float64), 0
@@ -37,7 +36,9 @@ def gradient_importance(model: Any, batches: Iterable[dict[str, torch.Tensor]], 
             parameter.requires_grad_(wanted)
     if examples == 0:
         raise ValueError("gradient importance needs at least one example")
-    importance = total / examples
-    if normalise:
-        importance = importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-20)
-    return importance
+    return total / examples
+
+
+def per_layer_normalised(importance: torch.Tensor) -> torch.Tensor:
+    """Each layer's scores divided by their L2 norm, as Michel et al. compare heads across layers."""
+    return importance / importance.norm(dim=1, keepdim=True).clamp_min(1e-20)

@@ -49,13 +49,15 @@ def write_tables(folder: Path, tables: Iterable[tuple[str, pd.DataFrame]]) -> No
         table.to_csv(folder / f"{stem}.csv", index=False)
 
 
-def write_pages(folder: Path, title: str, summary: dict, sections: list[Section], explorer: ExplorerData) -> Path:
-    """The sections' figures (figures/NAME.png), summary.json, report.html and explorer.html in `folder`;
-    returns report.html's path."""
+def write_pages(folder: Path, title: str, summary: dict, sections: list[Section],
+                explorer: ExplorerData | None = None) -> Path:
+    """The sections' figures (figures/NAME.png), summary.json, report.html and, where given, explorer.html in
+    `folder`; returns report.html's path."""
     (folder / "figures").mkdir(exist_ok=True)
     for figure in (f for s in sections for f in s.figures):
         (folder / "figures" / f"{figure.name}.png").write_bytes(figure.png)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     (folder / "report.html").write_text(render_html(title, summary, sections))
-    (folder / "explorer.html").write_text(render_explorer(explorer), encoding="utf-8")
+    if explorer is not None:
+        (folder / "explorer.html").write_text(render_explorer(explorer), encoding="utf-8")
     return folder / "report.html"

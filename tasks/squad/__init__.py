@@ -8,6 +8,6 @@ from tasks.exports import public_face
 __all__, __getattr__, __dir__ = public_face(__name__, {
     "features": ["Features", "ShardPlan", "check_windows", "plan_shards", "shard_features", "tokenize"],
     "load": ["Example", "SquadFile", "cached_squad", "check_answers", "gold_span"],
-    "metrics": ["squad_v2_metrics"],
+    "metrics": ["question_scores", "squad_v2_metrics"],
     "postprocess": ["predict_answers"],
 })

@@ -83,20 +83,31 @@ def _best_threshold(predictions: Mapping[str, str], scores: dict, no_answer_scor
     return 100.0 * best / len(scores), threshold
 
 
-def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, str],
-                     no_answer_scores: Mapping[str, float] | None = None, threshold: float = 1.0) -> dict:
-    """exact, f1, total, HasAns_*, NoAns_*, best_exact(_thresh), best_f1(_thresh) in percent, over the
-    questions of `examples`. Every question needs a prediction. `no_answer_scores` (default 0 for every
-    question) rank how unanswerable each question looks; above `threshold` the answer counts as empty
-    (the official script's default threshold is 1.0 for probabilities)."""
+def question_scores(examples: Sequence[Example], predictions: Mapping[str, str],
+                    no_answer_scores: Mapping[str, float] | None = None, threshold: float = 1.0
+                    ) -> tuple[dict[str, float], dict[str, float]]:
+    """Each question's exact match and F1 (0 to 1) as the official script scores it, with the no-answer
+    threshold applied: their means over the questions are `squad_v2_metrics`' exact and f1 (in percent)."""
     missing = [e.question_id for e in examples if e.question_id not in predictions]
     if missing:
         raise ValueError(f"{len(missing)} questions have no prediction, e.g. '{missing[0]}'")
     no_answer_scores = no_answer_scores or {e.question_id: 0.0 for e in examples}
     has_answer = {e.question_id: bool(e.answers) for e in examples}
     exact_raw, f1_raw = _raw_scores(examples, predictions)
-    exact = _apply_threshold(exact_raw, no_answer_scores, has_answer, threshold)
-    f1 = _apply_threshold(f1_raw, no_answer_scores, has_answer, threshold)
+    return (_apply_threshold(exact_raw, no_answer_scores, has_answer, threshold),
+            _apply_threshold(f1_raw, no_answer_scores, has_answer, threshold))
+
+
+def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, str],
+                     no_answer_scores: Mapping[str, float] | None = None, threshold: float = 1.0) -> dict:
+    """exact, f1, total, HasAns_*, NoAns_*, best_exact(_thresh), best_f1(_thresh) in percent, over the
+    questions of `examples`. Every question needs a prediction. `no_answer_scores` (default 0 for every
+    question) rank how unanswerable each question looks; above `threshold` the answer counts as empty
+    (the official script's default threshold is 1.0 for probabilities)."""
+    exact, f1 = question_scores(examples, predictions, no_answer_scores, threshold)
+    no_answer_scores = no_answer_scores or {e.question_id: 0.0 for e in examples}
+    has_answer = {e.question_id: bool(e.answers) for e in examples}
+    exact_raw, f1_raw = _raw_scores(examples, predictions)
     qids = [e.question_id for e in examples]
     metrics: dict = {"exact": _mean(exact, qids), "f1": _mean(f1, qids), "total": len(qids)}
     for name, subset in (("HasAns", [q for q in qids if has_answer[q]]), ("NoAns", [q for q in qids if not has_answer[q]])):

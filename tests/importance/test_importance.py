@@ -101,14 +101,14 @@ def _only_head_left(model, layer: int, head: int):
 
 
 def test_gradient_importance_finds_the_one_head_that_carries_the_answer(model):
-    from tasks.importance import gradient_importance
+    from tasks.importance import gradient_importance, per_layer_normalised
 
     carrier = _only_head_left(model, 1, 3)
-    raw = gradient_importance(carrier, _qa_batches(carrier), normalise=False)
+    raw = gradient_importance(carrier, _qa_batches(carrier))
     assert raw.shape == (2, 4) and int(raw.argmax()) == 1 * 4 + 3
     assert (raw.flatten()[torch.arange(8) != 7] == 0).all(), "a head whose values are zero has no gradient"
     model.zero_grad(set_to_none=True)
     wanted = [p.requires_grad for p in model.parameters()]
-    normalised = gradient_importance(model, _qa_batches(model))
+    normalised = per_layer_normalised(gradient_importance(model, _qa_batches(model)))
     torch.testing.assert_close(normalised.norm(dim=1), torch.ones(2, dtype=torch.float64))
     assert [p.requires_grad for p in model.parameters()] == wanted and all(p.grad is None for p in model.parameters())
