@@ -18,7 +18,9 @@ def check_extract(cfg: ExtractConfig) -> None:
     """The SQuAD source reads and validates (kept for the flow: this process reads it once), with no mismatched
     answer under --strict-answers; the destination can be written and, unless told to wait, no other live run
     holds it; every question fits the windows with the model's tokenizer (loaded alone, after the storage checks;
-    a model at a URL is checked when its features are tokenized)."""
+    a model at a URL is checked when its features are tokenized); Dask shard workers fit the GPUs."""
+    if cfg.runner == "dask":
+        check_backend(cfg.scheduler, cfg.backend, cfg.n_workers)
     squad = cached_squad(cfg.source, cfg.credentials, cfg.max_context_chars)
     if cfg.strict_answers:
         check_answers(squad, strict=True)  # else the flow warns, in its log
@@ -43,9 +45,11 @@ def check_writable(dest: Location) -> None:
         raise
 
 
-def check_backend(cfg: ClusterConfig) -> None:
-    if cfg.compute.backend == "gpu" and cfg.compute.scheduler is None:
-        choose_backend("gpu", visible_gpus())
+def check_backend(scheduler: str | None, backend: str, n_workers: int | None) -> None:
+    """A local cluster's backend: 'gpu' has GPUs, and a GPU backend ('gpu', or 'auto' where GPUs are visible) has
+    no more --n-workers than GPUs."""
+    if scheduler is None and backend != "cpu":
+        choose_backend(backend, visible_gpus(), n_workers)
 
 
 def check_cluster(cfg: ClusterConfig) -> None:
@@ -53,7 +57,7 @@ def check_cluster(cfg: ClusterConfig) -> None:
     are published (with readable manifests, unless bad shards are skipped), the QA statistic exists; a GPU backend
     has GPUs."""
     output_folder(cfg.out, [cfg.dataset])
-    check_backend(cfg)
+    check_backend(cfg.compute.scheduler, cfg.compute.backend, cfg.compute.n_workers)
     if cfg.newest:
         return  # the dataset is chosen among versions when the flow runs
     dataset = Location.at(cfg.dataset, cfg.credentials)
@@ -73,7 +77,7 @@ def check_full(extraction: ExtractConfig, clustering: ClusterConfig) -> None:
     backend has GPUs."""
     output_folder(clustering.out, [extraction.dest])
     check_extract(extraction)
-    check_backend(clustering)
+    check_backend(clustering.compute.scheduler, clustering.compute.backend, clustering.compute.n_workers)
 
 
 def check_finetune(cfg: FinetuneConfig) -> None:

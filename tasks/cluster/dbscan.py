@@ -23,7 +23,8 @@ from tasks.cluster.density import (
     POINT_BYTES,
     ROW_BYTES,
     by_size,
-    counts_and_nearest,
+    DensityPasses,
+    NumpyPasses,
     dbscan_plus_plus,
     in_threads,
     labels_from_cores,
@@ -99,16 +100,17 @@ def dbscan_labels(X: np.ndarray, eps: float, min_samples: int, budget_bytes: int
 
 def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget_bytes: int, seed: int,
                        chunk_rows: int = CHUNK_ROWS, exact_rows: int | None = None, most_cores: int | None = None,
-                       threads: int = 1) -> list[tuple[np.ndarray, dict]]:
+                       threads: int = 1, passes: DensityPasses | None = None) -> list[tuple[np.ndarray, dict]]:
     """dbscan_labels for every (eps, min_samples) cell, sharing work: one estimate pass for all eps; one core
     sample and one pass counting its neighbourhoods for every eps that needs DBSCAN++ and finding each row's
     nearest sampled row (min_samples only picks the cores; each eps adds 8 bytes to a core's memory); exact
     scikit-learn DBSCAN for cells that fit (and only up to `exact_rows` rows, where given), one after another;
     at most `most_cores` rows in the core sample, where given (its time grows as core sample x rows). The
-    counting pass and the DBSCAN++ cells run on `threads` threads."""
+    counting pass and the DBSCAN++ cells run on `threads` threads; the passes over X are numpy's, or `passes`."""
+    passes = passes or NumpyPasses(chunk_rows, threads)
     cells = [(float(eps), int(min_samples)) for eps, min_samples in cells]
     n, radii = len(X), sorted({eps for eps, _ in cells})
-    mean = dict(zip(radii, neighbour_counts(X[seeded_rows(n, ESTIMATE_ROWS, seed)], X, radii).mean(axis=0)))
+    mean = dict(zip(radii, passes.counts(X, seeded_rows(n, ESTIMATE_ROWS, seed), radii)[0].mean(axis=0)))
     exact = {eps: exact_dbscan_bytes(mean[eps], n, X.itemsize * X.shape[1]) for eps in radii}
     too_many = exact_rows is not None and n > exact_rows
     wide = [eps for eps in radii if too_many or exact[eps] > budget_bytes]
@@ -117,11 +119,11 @@ def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget
     size, need = _core_sample_size(X, budget_bytes, len(wide), len(cells), threads, chunk_rows,
                                    max(exact[e] for e in wide), most_cores)
     sample = seeded_rows(n, size, seed)
-    table, nearest = counts_and_nearest(X[sample], X, wide, chunk_rows, nearest=True, threads=threads)
+    table, nearest = passes.counts(X, sample, wide, nearest=True)
     counts = dict(zip(wide, table.T))
     record = {"method": DbscanMethod.SAMPLED, "core_sample": int(size), "estimated_bytes": need}
     approximate = iter(in_threads([partial(labels_from_cores, X, sample, counts[eps] >= min_samples, nearest, eps,
-                                           chunk_rows) for eps, min_samples in cells if eps in counts], threads))
+                                           passes) for eps, min_samples in cells if eps in counts], passes.threads))
     return [(next(approximate), {**record, "mean_neighbours": float(mean[eps])}) if eps in counts
             else _exact_cell(X, eps, min_samples, exact, mean) for eps, min_samples in cells]
 
@@ -139,11 +141,11 @@ def agreement(approximate: np.ndarray, exact: np.ndarray) -> dict:
                          "exact": int(np.unique(exact[exact >= 0]).size)}}
 
 
-def settled_grid(X: np.ndarray, cells: Sequence[tuple[float, int]], settings: DensitySettings
-                 ) -> list[tuple[np.ndarray, dict]]:
-    """dbscan_grid_labels under `settings`."""
+def settled_grid(X: np.ndarray, cells: Sequence[tuple[float, int]], settings: DensitySettings,
+                 passes: DensityPasses | None = None) -> list[tuple[np.ndarray, dict]]:
+    """dbscan_grid_labels under `settings` (numpy's passes, or `passes`)."""
     return dbscan_grid_labels(X, cells, settings.budget_bytes, settings.seed, exact_rows=settings.exact_rows,
-                              most_cores=settings.core_sample, threads=settings.threads)
+                              most_cores=settings.core_sample, threads=settings.threads, passes=passes)
 
 
 def agreement_on_subsample(X: np.ndarray, cell: tuple[float, int], settings: DensitySettings) -> dict:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -83,7 +84,7 @@ def _blocks(A: np.ndarray, B: np.ndarray, chunk_rows: int, upper: bool = False, 
                 yield a, b, a.aug @ b.aug.T
 
 
-def _exact_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def exact_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float64 squared distance between a[i] and b[i]."""
     diff = a.astype(np.float64) - b
     return np.einsum("ij,ij->i", diff, diff)
@@ -97,7 +98,7 @@ def _within(a: _Chunk, b: _Chunk, d2: np.ndarray, r2: float) -> np.ndarray:
     unsure = np.flatnonzero(inside != (d2 <= np.float32(r2 + tol)))
     if unsure.size:
         i, j = np.divmod(unsure, inside.shape[1])
-        inside.flat[unsure] = _exact_sq(a.rows[i], b.rows[j]) <= r2
+        inside.flat[unsure] = exact_sq(a.rows[i], b.rows[j]) <= r2
     return inside
 
 
@@ -159,10 +160,10 @@ def kth_neighbour_distances(queries: np.ndarray, data: np.ndarray, k: int,
         i = np.concatenate([idx[rows], columns[local]], axis=1)
         top = np.argpartition(v, keep - 1, axis=1)[:, :keep]
         vals[rows], idx[rows] = np.take_along_axis(v, top, 1), np.take_along_axis(i, top, 1)
-    return _kth_exact(queries, data, idx, k, chunk_rows)
+    return kth_exact(queries, data, idx, k, chunk_rows)
 
 
-def _kth_exact(queries: np.ndarray, data: np.ndarray, idx: np.ndarray, k: int, chunk_rows: int) -> np.ndarray:
+def kth_exact(queries: np.ndarray, data: np.ndarray, idx: np.ndarray, k: int, chunk_rows: int) -> np.ndarray:
     out = np.empty(len(queries))
     step = max(1, chunk_rows * chunk_rows // (idx.shape[1] * queries.shape[1]))
     for s in range(0, len(queries), step):
@@ -176,6 +177,43 @@ def seeded_rows(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=min(size, n), replace=False))
 
 
+class DensityPasses(Protocol):
+    """The passes over X that DBSCAN++ makes (rows of X named by index): numpy on chunks here, torch on a device
+    in tasks.cluster.engine."""
+
+    threads: int  # cells labelled side by side
+
+    def counts(self, X: np.ndarray, queries: np.ndarray, radii: Sequence[float], nearest: bool = False
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """counts_and_nearest of the rows `queries` against X."""
+
+    def components(self, X: np.ndarray, cores: np.ndarray, eps: float) -> np.ndarray:
+        """Connected-component label of each core row, cores within eps linked."""
+
+    def nearest(self, X: np.ndarray, rows: np.ndarray, targets: np.ndarray, eps: float) -> np.ndarray:
+        """Each row's nearest target row (a position in `targets`) where one lies within eps."""
+
+
+@dataclass(frozen=True)
+class NumpyPasses:
+    """The passes on numpy, chunk x chunk blocks, the counting pass on `threads` threads."""
+
+    chunk_rows: int = CHUNK_ROWS
+    threads: int = 1
+
+    def counts(self, X, queries, radii, nearest=False):
+        return counts_and_nearest(X[queries], X, radii, self.chunk_rows, nearest, self.threads)
+
+    def components(self, X, cores, eps):
+        return _core_components(X[cores], eps, self.chunk_rows)
+
+    def nearest(self, X, rows, targets, eps):
+        best, to_target = np.full(rows.size, np.inf, np.float32), np.zeros(rows.size, np.int64)
+        for a, b, d2 in _blocks(X, X[targets], self.chunk_rows, subset=rows):
+            _track_nearest(a, b, d2, best, to_target)
+        return to_target
+
+
 def dbscan_plus_plus(X: np.ndarray, eps: float, min_samples: int, core_sample: int, seed: int,
                      chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """DBSCAN++ labels (int64, noise -1, clusters 0..c-1 by decreasing size, ties by smallest row): a seeded
@@ -184,11 +222,11 @@ def dbscan_plus_plus(X: np.ndarray, eps: float, min_samples: int, core_sample: i
     clusters joins its nearest core's cluster (scikit-learn gives it to the first cluster that reaches it)."""
     sample = seeded_rows(len(X), core_sample, seed)
     counts, nearest = counts_and_nearest(X[sample], X, [eps], chunk_rows, nearest=True)
-    return labels_from_cores(X, sample, counts[:, 0] >= min_samples, nearest, eps, chunk_rows)
+    return labels_from_cores(X, sample, counts[:, 0] >= min_samples, nearest, eps, NumpyPasses(chunk_rows))
 
 
 def labels_from_cores(X: np.ndarray, sample: np.ndarray, core: np.ndarray, nearest: np.ndarray, eps: float,
-             chunk_rows: int) -> np.ndarray:
+                      passes: DensityPasses) -> np.ndarray:
     """Each row's nearest sampled row's component if that row is a core within eps; if it is not a core, the
     nearest core's (searched for those rows only) if within eps; else noise. Nearest in float32, within in float64."""
     labels = np.full(len(X), -1, np.int64)
@@ -196,22 +234,20 @@ def labels_from_cores(X: np.ndarray, sample: np.ndarray, core: np.ndarray, neare
         return labels
     cores = sample[core]
     comp = np.full(len(sample), -1, np.int64)
-    comp[core] = _core_components(X[cores], eps, chunk_rows)
-    close = _within_rows(X, np.arange(len(X)), sample[nearest], eps, chunk_rows)
+    comp[core] = passes.components(X, cores, eps)
+    close = _within_rows(X, np.arange(len(X)), sample[nearest], eps, CHUNK_ROWS)
     labels[close] = comp[nearest[close]]
     redo = np.flatnonzero(close & (labels < 0))
     if redo.size:
-        best, to_core = np.full(redo.size, np.inf, np.float32), np.zeros(redo.size, np.int64)
-        for a, b, d2 in _blocks(X, X[cores], chunk_rows, subset=redo):
-            _track_nearest(a, b, d2, best, to_core)
-        reached = _within_rows(X, redo, cores[to_core], eps, chunk_rows)
+        to_core = passes.nearest(X, redo, cores, eps)
+        reached = _within_rows(X, redo, cores[to_core], eps, CHUNK_ROWS)
         labels[redo[reached]] = comp[core][to_core[reached]]
     return by_size(labels)
 
 
 def _within_rows(X: np.ndarray, rows: np.ndarray, targets: np.ndarray, eps: float, chunk_rows: int) -> np.ndarray:
     """Whether X[rows[i]] lies within eps (float64) of X[targets[i]], chunk by chunk."""
-    return np.concatenate([_exact_sq(X[rows[s:s + chunk_rows]], X[targets[s:s + chunk_rows]]) <= eps * eps
+    return np.concatenate([exact_sq(X[rows[s:s + chunk_rows]], X[targets[s:s + chunk_rows]]) <= eps * eps
                            for s in range(0, len(rows), chunk_rows)])
 
 
@@ -227,11 +263,11 @@ def _core_components(C: np.ndarray, eps: float, chunk_rows: int) -> np.ndarray:
         pending.append((ca[i], cb[j]))
         held += i.size
         if held >= chunk_rows * chunk_rows:
-            comp, pending, held = _merge(comp, pending), [], 0
-    return _merge(comp, pending) if pending else comp
+            comp, pending, held = merge(comp, pending), [], 0
+    return merge(comp, pending) if pending else comp
 
 
-def _merge(comp: np.ndarray, pending: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def merge(comp: np.ndarray, pending: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     a, b = (np.concatenate(side) for side in zip(*pending))
     graph = coo_matrix((np.ones(a.size, bool), (a, b)), shape=(len(comp), len(comp)))
     return connected_components(graph, directed=False)[1][comp]

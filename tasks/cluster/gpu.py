@@ -1,18 +1,26 @@
-"""cuML backend of `tasks.cluster.ClusterBackend`: Dask GPU workers (LocalCUDACluster or a GPU scheduler), one
-GPU each. GPU libraries are imported inside the methods, so this module imports on any machine.
+"""GPU backend of `tasks.cluster.ClusterBackend`: Dask GPU workers (LocalCUDACluster or a GPU scheduler), one
+GPU each. DBSCAN++ and the k-distance knee run on the torch engine (tasks.cluster.engine) on the worker's GPU
+(the CPU where the worker has none); KMeans, the silhouette and exact DBSCAN on cuML where RAPIDS is installed,
+else as in the CPU backend. GPU libraries are imported inside the jobs, so this module imports on any machine.
 
-Inputs leave the flow process's host memory for the workers, and reach a GPU's device memory only on a worker
-(CuPy arrays); every result is copied back to host memory before it is returned. DBSCAN++ and the agreement check
-run on a worker's CPU, as in the CPU backend."""
+Inputs leave the flow process's host memory for the workers, and reach a GPU's device memory only on a worker;
+every result is copied back to host memory before it is returned. The agreement check runs on a worker's CPU."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
 
 from tasks.cluster.backend import KMeansFit
-from tasks.cluster.dbscan import agreement_on_subsample, exact_record, settled_grid
+from tasks.cluster.dbscan import DensitySettings, agreement_on_subsample, exact_record, settled_grid
+from tasks.cluster.kmeans import kmeans_fit
+
+
+def rapids_installed() -> bool:
+    """cuML (the rapids extra) imports here."""
+    return importlib.util.find_spec("cuml") is not None
 
 
 def _numpy(array) -> np.ndarray:
@@ -23,17 +31,30 @@ def _numpy(array) -> np.ndarray:
 
 
 def _kth_distance_job(queries: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
-    """On the worker that runs it: X and the queries copied to its GPU, cuML's exact nearest neighbours there, the
-    k-th distances copied back to host memory."""
-    import cupy as cp
-    from cuml.neighbors import NearestNeighbors
+    """On the worker that runs it: X prepared on its GPU, the torch engine's exact k-th distances, back in host
+    memory."""
+    from tasks.cluster.engine import Points, block_rows, engine_device, kth_neighbour_distances, on_device
 
-    distances, _ = NearestNeighbors(n_neighbors=k).fit(cp.asarray(X)).kneighbors(cp.asarray(queries))
-    return _numpy(distances[:, -1])
+    device = engine_device(gpu=True)
+    with on_device():
+        return kth_neighbour_distances(Points(X, device), queries, k, block_rows(device))
+
+
+def _grid_job(X: np.ndarray, cells: list[tuple[float, int]], settings: DensitySettings) -> list[tuple[np.ndarray, dict]]:
+    """On the worker that runs it: the DBSCAN grid with the torch engine's passes over X on its GPU."""
+    from tasks.cluster.engine import TorchPasses, engine_device, on_device
+
+    with on_device(settings.threads):
+        return settled_grid(X, cells, settings, TorchPasses(engine_device(gpu=True), seed=settings.seed))
 
 
 def _silhouette_job(X: np.ndarray, labels: np.ndarray) -> float:
-    """On the worker that runs it: X and the labels copied to its GPU, cuML's silhouette score there."""
+    """On the worker that runs it: X and the labels copied to its GPU, cuML's silhouette score there; without
+    RAPIDS, scikit-learn's on its CPU."""
+    if not rapids_installed():
+        from sklearn.metrics import silhouette_score
+
+        return float(silhouette_score(X, labels))
     import cupy as cp
     from cuml.metrics.cluster import silhouette_score
 
@@ -41,9 +62,10 @@ def _silhouette_job(X: np.ndarray, labels: np.ndarray) -> float:
 
 
 class GpuBackend:
-    """cuML's multi-GPU PCA, KMeans and DBSCAN over the client's workers; single-GPU jobs on one worker."""
+    """The torch engine's DBSCAN++ and knee on one worker's GPU; cuML's multi-GPU KMeans and exact DBSCAN over the
+    client's workers where RAPIDS is installed."""
 
-    name = "cuML on Dask GPU workers"
+    name = "torch engine (and cuML where installed) on Dask GPU workers"
 
     def __init__(self, client, dbscan_batch_mb: int = 2048) -> None:
         self.client = client
@@ -68,7 +90,11 @@ class GpuBackend:
     def kmeans(self, X, ks, seed):
         """X persisted as one block per worker's GPU, once for every k; cuML's multi-GPU KMeans fits each k on all
         the workers' GPUs together, and predicts each block's labels on its GPU. The labels are gathered to the
-        flow process (as one CuPy array where the blocks are CuPy) and copied to host memory, as are the centres."""
+        flow process (as one CuPy array where the blocks are CuPy) and copied to host memory, as are the centres.
+        Without RAPIDS, each k is fitted by scikit-learn on one worker's CPU."""
+        if not rapids_installed():
+            return self.client.gather([self.client.submit(kmeans_fit, self.client.scatter(X, hash=False), k, seed,
+                                                          pure=False) for k in ks])
         from cuml.dask.cluster import KMeans
 
         data = self._distributed(X)
@@ -82,10 +108,11 @@ class GpuBackend:
     def dbscan(self, X, cells, settings):
         """cuML's multi-GPU DBSCAN where the rows fit the exact method: the float32 rows, in host memory, copied
         whole to every worker and its GPU, each GPU labelling its share of the rows in batches of at most
-        `dbscan_batch_mb`, the labels copied back to host memory. Beyond, X is sent to one worker and the density
-        module's DBSCAN++ runs there on the CPU, on `settings.threads` threads: the CPU backend's method."""
-        if len(X) > settings.exact_rows:
-            return self._one(settled_grid, self.client.scatter(X, hash=False), list(cells), settings)
+        `dbscan_batch_mb`, the labels copied back to host memory. Beyond, or without RAPIDS, X is sent to one
+        worker and the grid runs there (`_grid_job`): exact scikit-learn DBSCAN where it fits, DBSCAN++ with the
+        torch engine's passes on its GPU beyond."""
+        if len(X) > settings.exact_rows or not rapids_installed():
+            return self._one(_grid_job, self.client.scatter(X, hash=False), list(cells), settings)
         from cuml.dask.cluster import DBSCAN
 
         data = np.ascontiguousarray(X, dtype=np.float32)
@@ -101,10 +128,10 @@ class GpuBackend:
         return self._one(agreement_on_subsample, self.client.scatter(X, hash=False), cell, settings)
 
     def kth_neighbour_distance(self, queries, X, k):
-        """The queries and X sent to the workers, the job on one worker's GPU (`_kth_distance_job`)."""
+        """The queries and X sent to one worker, the torch engine's pass on its GPU (`_kth_distance_job`)."""
         return self._one(_kth_distance_job, self.client.scatter(queries, hash=False),
                          self.client.scatter(X, hash=False), k)
 
     def silhouette(self, X, labels):
-        """X sent to one worker, the labels with the task, the score computed on its GPU (`_silhouette_job`)."""
+        """X sent to one worker, the labels with the task, the score computed there (`_silhouette_job`)."""
         return self._one(_silhouette_job, self.client.scatter(X, hash=False), labels)

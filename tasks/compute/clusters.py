@@ -73,7 +73,7 @@ def dask_cluster(scheduler: str | None = None, backend: Backend = "auto", n_work
                                        f"{'GPU' if gpu else 'CPU'} backend)")
         return
     gpus = visible_gpus() if backend != "cpu" else 0
-    if choose_backend(backend, gpus):
+    if choose_backend(backend, gpus, n_workers):
         from dask_cuda import LocalCUDACluster
 
         with _quiet_dask_logs(), LocalCUDACluster(n_workers=n_workers or gpus, preload=[PRELOAD],

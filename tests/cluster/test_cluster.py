@@ -173,18 +173,6 @@ def test_kmeans_above_its_row_cap_fits_a_seeded_subsample_and_labels_every_row(b
     assert (capped.labels == reference.predict(X)).all() and adjusted_rand_score(truth, capped.labels) > 0.99
 
 
-def test_gpu_backend_runs_up_to_the_gpu_call(backend, blobs):
-    """Without RAPIDS the GPU backend imports and reaches its first GPU library call, then stops there."""
-    from tasks.cluster.gpu import GpuBackend
-
-    gpu = GpuBackend(backend.client)
-    assert gpu.workers == 2
-    for call in (lambda: gpu.kmeans(blobs[0], [2], 0), lambda: gpu.dbscan(blobs[0], [(1.0, 5)], EXACT),
-                 lambda: gpu.kth_neighbour_distance(blobs[0][:5], blobs[0], 3)):
-        with pytest.raises(ModuleNotFoundError, match="cuml|cupy"):
-            call()
-
-
 def test_clustering_names_are_the_strings_summary_json_records():
     names = [Clustering.KMEANS, Clustering.DBSCAN, reclustered(1), reclustered(2)]
     assert names == ["kmeans", "dbscan", "kmeans_r1", "kmeans_r2"]
