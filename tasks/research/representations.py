@@ -4,9 +4,9 @@ with what a row is (head, layer, pattern), how well each recovers which head mad
 accuracy, cross-validated so that a feature's maps never sit on both sides), and how the representations'
 clusterings agree with one another.
 
-Everything runs on one seeded choice of at most `rows` of the sample's rows, the same rows for every
-representation: the clusterings and the neighbour searches are quadratic in rows (the neighbour search runs in
-scikit-learn's chunks of queries, never all pairs at once)."""
+The comparison runs on one seeded choice of at most `rows` of the sample's rows (`compared_rows`), the same rows
+for every representation: the clusterings and the neighbour searches are quadratic in rows (the neighbour search
+runs in scikit-learn's chunks of queries, never all pairs at once)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ CHANCE = "chance"  # the `representation` of the row holding the accuracy of alw
 
 @dataclass(frozen=True)
 class RepresentationSettings:
-    """At most `rows` seeded rows compared; `refit`: the run's clusterings; `bootstrap` resamples of features."""
+    """At most `rows` seeded rows compared (`compared_rows`); `refit`: the run's clusterings; `bootstrap`
+    resamples of features behind each interval."""
 
     rows: int
     refit: RefitSettings
@@ -48,6 +49,11 @@ class Comparison:
     accuracy: dict[str, tuple[float, float, float]]
     chance: float
     rows: int
+
+
+def compared_rows(n: int, settings: RepresentationSettings) -> np.ndarray:
+    """The rows compared: a seeded choice of at most `settings.rows` of n, sorted."""
+    return seeded_rows(n, settings.rows, settings.seed)
 
 
 def comparable(X: np.ndarray, components: int, seed: int) -> np.ndarray:
@@ -84,21 +90,18 @@ def _scores(truth: np.ndarray, values: np.ndarray) -> dict[str, float]:
 
 def compare_representations(representations: dict[str, np.ndarray], references: dict[str, np.ndarray],
                             feature_id: np.ndarray, settings: RepresentationSettings) -> Comparison:
-    """The comparison of `representations` (name -> rows x columns, row for row with the sample, each already in
-    its comparison space: see `comparable`) on a seeded choice of at most `settings.rows` rows; `references`
-    (name -> a label per row) must hold 'head'."""
-    chosen = seeded_rows(len(feature_id), settings.rows, settings.seed)
-    features, truths = feature_id[chosen], {name: values[chosen] for name, values in references.items()}
-    head = truths["head"]
+    """The comparison of `representations` (name -> rows x columns, each already in its comparison space: see
+    `comparable`), row for row with `references` (name -> a label per row; 'head' must be one) and `feature_id`:
+    the rows compared, see `compared_rows`."""
+    head = references["head"]
     records, clusterings, accuracy = [], {}, {}
     for name, X in representations.items():
-        X = X[chosen]
         clusterings[name] = refit_clusterings(X, settings.refit)
         for clustering, labels in clusterings[name].items():
-            for against, truth in truths.items():
+            for against, truth in references.items():
                 records += [(name, clustering, against, metric, value, np.nan, np.nan)
                             for metric, value in _scores(truth, labels).items()]
-        accuracy[name] = head_accuracy(neighbour_hits(X, head, features), features, settings.bootstrap, settings.seed)
+        accuracy[name] = head_accuracy(neighbour_hits(X, head, feature_id), feature_id, settings.bootstrap, settings.seed)
         records.append((name, KNN, "head", "accuracy", *accuracy[name]))
     chance = float(np.bincount(head).max() / len(head))
     records.append((CHANCE, KNN, "head", "accuracy", chance, np.nan, np.nan))
@@ -106,4 +109,4 @@ def compare_representations(representations: dict[str, np.ndarray], references: 
         records += [(a, clustering, b, "nmi", normalized_mutual_info_score(labels, clusterings[b][clustering]),
                      np.nan, np.nan) for clustering, labels in clusterings[a].items()]
     table = pd.DataFrame(records, columns=["representation", "clustering", "against", "metric", "value", "low", "high"])
-    return Comparison(table, accuracy, chance, len(chosen))
+    return Comparison(table, accuracy, chance, len(head))
