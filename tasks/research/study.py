@@ -3,6 +3,7 @@ stability. Pure: every input is in memory, every output a table or a record."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,11 +52,11 @@ class StudySettings:
     @classmethod
     def of(cls, config: ClusterConfig) -> StudySettings:
         """A clustering run's settings: its role rules, resamples, seed, finding thresholds, and the DBSCAN
-        settings (in the flow's process, alone on the machine once the Dask cluster is closed) that the
-        representations are clustered with."""
+        settings that the representations are clustered with (in the flow's process, alone on the machine once
+        the Dask cluster is closed: its memory and every core)."""
         dbscan = config.density
         density = DensitySettings(MemoryBudget.of(config.compute.memory_budget, 1).bytes, dbscan.dbscan_exact_rows,
-                                  dbscan.dbscan_core_sample, config.seed)
+                                  dbscan.dbscan_core_sample, config.seed, threads=os.cpu_count() or 1)
         return cls(config.roles, Resampling(config.intervals.bootstrap, config.intervals.permutations, config.seed),
                    config.stability_resamples, config.kmeans_rows, config.qa_statistic, config.findings,
                    config.representation_rows, dbscan.min_samples, dbscan.knee_sample, density)
