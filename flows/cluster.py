@@ -30,7 +30,8 @@ from tasks.extract import attention_maps_of, exemplars_unavailable
 from tasks.preflight import check_cluster, check_statistic
 from tasks.report import (
     ClusterSummary, ExplorerData, MapSource, RunContext, Section, build_sections, explorer_data, findings_section,
-    gallery_documents, notes_section, output_folder, sizes_table, skipped_notes, summarise, write_outputs,
+    gallery_documents, head_map_caption, head_map_sections, notes_section, output_folder, sizes_table, skipped_notes,
+    summarise, write_outputs,
 )
 from tasks.research import Study, StudySettings, feature_facts, feature_questions, run_study
 from tasks.storage import DatasetRecord, Location, Manifest, dataset_record, newest_complete, readable_manifests
@@ -66,7 +67,7 @@ def sections_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, 
                   study: Study, notes: list[str], source: MapSource | None) -> list[Section]:
     """report.html's sections and figures: the notes, the findings, then each clustering."""
     layers, heads = record.model.layers, record.model.heads
-    return [*notes_section(notes), findings_section(study, layers, heads),
+    return [*notes_section(notes), findings_section(study, layers, heads), *head_map_sections(study),
             *build_sections(run, sample, layers, heads, record.statistics, config.top_clusters,
                             config.exemplars if source else 0, config.density.min_samples, source)]
 
@@ -83,7 +84,8 @@ def explorer_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, 
     explorer = explorer_data(sample.rows, sample.reduced, run.labels, study.heads, study.head_clusters, questions,
                              record.model.layers, record.model.heads, source, points=config.explorer_points,
                              per_cluster=config.exemplars if source else 0, top_clusters=config.top_clusters,
-                             seed=config.seed, rules=config.roles, title=f"Attention heads of {record.model.model}")
+                             seed=config.seed, rules=config.roles, title=f"Attention heads of {record.model.model}",
+                             head_map=head_map_caption(study))
     get_run_logger().info("explorer: %s", explorer.projection)
     return explorer
 

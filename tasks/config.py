@@ -116,6 +116,7 @@ class ClusterConfig(Grouped):
     exemplars: int = Field(3, ge=0, description="attention maps shown per cluster (nearest its centre)")
     top_clusters: int = Field(6, ge=1, description="largest clusters shown as layer x head heatmaps")
     explorer_points: int = Field(100_000, ge=1, description="rows (seeded choice) drawn in explorer.html's projection")
+    representation_rows: int = Field(20_000, ge=100, description="rows (seeded choice) on which the representations (embedding, pooled map, statistics) are compared: each clustered as the run clusters, and the head of each map recovered from its nearest neighbours")
     roles: RoleRules = RoleRules()
     qa_statistic: str = Field("cls_mass", description="statistic whose answerable minus unanswerable difference is tested per head")
     intervals: Intervals = Intervals()

@@ -22,6 +22,7 @@ CLUSTER_FLAT = {
     "kmeans_rows": 1000, "knee_sample": 200, "dbscan_exact_rows": 300, "dbscan_core_sample": 400,
     "memory_budget": 1.5, "eps": 0.7, "min_samples": 4, "eps_grid": [0.5, 0.9], "min_samples_grid": [4, 8],
     "recluster_k": 3, "recluster_depth": 2, "exemplars": 1, "top_clusters": 2, "explorer_points": 50,
+    "representation_rows": 600,
     "role_threshold": 0.4, "mixed_threshold": 0.1, "block_threshold": 0.6, "qa_statistic": "sep_mass",
     "bootstrap": 20, "permutations": 30, "stability_resamples": 3, "dominant_share": 0.6, "qa_alpha": 0.01,
     "small_clusters": 4, "scheduler": "tcp://h:8786", "backend": "cpu", "n_workers": 2, "worker_kind": "threads",

@@ -11,6 +11,7 @@ __all__, __getattr__, __dir__ = public_face(__name__, {
     "explorer": ["ExplorerData", "HEAD_FEATURES", "MapView", "explorer_data"],
     "figures": ["Chart", "PLAIN", "png_bytes"],
     "gallery": ["gallery_documents"],
+    "head_map": ["head_map_caption", "head_map_sections"],
     "outputs": ["write_outputs"],
     "research": ["findings_section", "head_grid"],
     "sections": ["MapSource", "Section", "build_sections", "notes_section", "skipped_notes"],

@@ -65,6 +65,7 @@ class ExplorerData:
     maps: list[MapView] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)  # numeric heads_table columns to colour as categories
     notes: list[str] = field(default_factory=list)
+    head_map: str | None = None  # how heads_table's map_x and map_y were made; None: no map of the heads
 
     def colour_options(self) -> list[str]:
         """The points' columns the projection can be coloured by: every non-float column but the keys."""
@@ -137,6 +138,7 @@ def page_json(data: ExplorerData) -> dict:
             "notes": data.notes, "heads_table": _table_json(data.heads_table, data.categorical),
             "head_clusters": head_clusters, "points": _points_json(data.points),
             "colour_options": data.colour_options(), "maps": [_map_json(m) for m in data.maps],
+            "head_map": data.head_map,
             "features": features}
 
 
@@ -193,11 +195,12 @@ def explorer_data(rows: pd.DataFrame, reduced: np.ndarray, labels: dict[str, np.
                   head_clusters: pd.DataFrame, questions: pd.DataFrame, layers: int, heads: int,
                   source: MapSource | None, *, points: int = 100_000, per_cluster: int = 3, top_clusters: int = 6,
                   seed: int = 0, rules: RoleRules = RoleRules(), method: Method = "auto",
-                  title: str = "Attention-head explorer") -> ExplorerData:
+                  title: str = "Attention-head explorer", head_map: str | None = None) -> ExplorerData:
     """The page's data from a clustering run: the sample's `rows` (feature_id, layer, head, statistics), their
     PCA projection `reduced`, each clustering's `labels`, the heads tables, `questions` (feature_id ->
     question_id); at most `points` rows (seeded choice) projected; the exemplar maps recomputed by `source`
-    (none where it is None or `per_cluster` is 0)."""
+    (none where it is None or `per_cluster` is 0); `head_map`: how the heads table's map_x and map_y were made,
+    where it has them (the page then draws the map of the heads)."""
     table, notes = _points(rows, reduced, labels, questions, rules, points, seed, method)
     picks = _exemplar_rows(rows, reduced, labels, per_cluster, top_clusters, seed) if source is not None else []
     keys = rows.iloc[picks]
@@ -206,4 +209,4 @@ def explorer_data(rows: pd.DataFrame, reduced: np.ndarray, labels: dict[str, np.
                     {name: int(values[i]) for name, values in labels.items()})
             for i, (f, layer, head), exemplar in zip(picks, triples, source(triples) if triples else [])]
     dominant = [c for c in heads_table.columns if c.startswith("dominant_") and not c.startswith("dominant_share")]
-    return ExplorerData(title, layers, heads, heads_table, table, notes, head_clusters, maps, dominant)
+    return ExplorerData(title, layers, heads, heads_table, table, notes, head_clusters, maps, dominant, head_map=head_map)

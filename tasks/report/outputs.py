@@ -30,6 +30,10 @@ def write_outputs(out: Path, sample: Sample, run: ClusteringRun, study: Study, s
                     ("small_clusters", study.small_clusters), ("stability", study.stability)]
         if study.clusters_by_pattern is not None:
             research.append(("clusters_by_pattern", study.clusters_by_pattern))
+        if study.representations is not None:
+            research.append(("representations", study.representations))
+        if study.head_map is not None:
+            research.append(("head_distances", study.head_map.distances))
         variance = pd.DataFrame({"component": np.arange(1, len(run.explained_variance) + 1),
                                  "explained_variance_ratio": run.explained_variance})
         write_tables(staging, [("k_search", run.k_table), ("dbscan_grid", run.grid), *research,

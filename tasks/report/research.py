@@ -14,7 +14,7 @@ from tasks.report.sections import Section
 from tasks.research import PATTERNS, Study
 
 _ROLE_SHORT = {"[CLS]": "C", "[SEP]": "S", "punctuation": "P", "previous token": "<", "next token": ">", "self": "="}
-_PATTERN_COLOURS = ["#4c72b0", "#dd8452", "#8172b3", "#55a868", "#c8c8c8"]
+PATTERN_COLOURS = ["#4c72b0", "#dd8452", "#8172b3", "#55a868", "#c8c8c8"]
 
 
 def head_grid(heads: pd.DataFrame, column: str, layers: int, n_heads: int) -> np.ndarray:
@@ -30,13 +30,13 @@ def plot_heads_patterns(heads: pd.DataFrame, layers: int, n_heads: int) -> Chart
     codes = heads["pattern"].map({p: i for i, p in enumerate(PATTERNS)}).to_numpy(np.float64)
     grid = np.full((layers, n_heads), np.nan)
     grid[heads["layer"].to_numpy(), heads["head"].to_numpy()] = codes
-    ax.imshow(grid, cmap=ListedColormap(_PATTERN_COLOURS), vmin=-0.5, vmax=len(PATTERNS) - 0.5, aspect="auto")
+    ax.imshow(grid, cmap=ListedColormap(PATTERN_COLOURS), vmin=-0.5, vmax=len(PATTERNS) - 0.5, aspect="auto")
     for row in heads.itertuples():
         marks = "".join(_ROLE_SHORT[r] for r in str(row.roles).split(", ") if r)
         if marks:
             ax.text(row.head, row.layer, marks, ha="center", va="center", fontsize=7)
     ax.set(xlabel="head", ylabel="layer", xticks=range(n_heads), yticks=range(layers))
-    handles = [ax.bar(0, 0, color=c, label=p) for c, p in zip(_PATTERN_COLOURS, PATTERNS)]
+    handles = [ax.bar(0, 0, color=c, label=p) for c, p in zip(PATTERN_COLOURS, PATTERNS)]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     return Chart("heads_roles", "Heads by their most common pattern (Kovaleva classes); letters: Clark roles, more "
                  "than half of the head's attention on C [CLS], S [SEP], P punctuation, < previous, > next, = self",

@@ -28,6 +28,8 @@ class StudyFinding(StrEnum):
     AGREEMENT = "agreement"
     QA_HEADS = "qa-heads"
     STABILITY = "stability"
+    REPRESENTATIONS = "representations"
+    HEAD_DISTANCES = "head-distances"
 
 
 class Finding(BaseModel):

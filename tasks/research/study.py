@@ -3,12 +3,15 @@ stability. Pure: every input is in memory, every output a table or a record."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from tasks.cluster import Clustering, DbscanMethod, is_kmeans, reclustered
+from tasks.cluster import (
+    Clustering, DbscanMethod, DensitySettings, MemoryBudget, RefitSettings, is_kmeans, reclustered,
+)
 from tasks.config import ClusterConfig
 from tasks.groups import FindingRules
 from tasks.research.agreement import agreement_table, clusters_by_pattern, row_references
@@ -20,7 +23,15 @@ from tasks.research.findings import (
     satellite_evenness,
     small_clusters,
 )
+from tasks.research.head_map import HeadMap, head_map, mean_distances, mean_js
 from tasks.research.heads import Resampling, head_clusters_table, heads_table, slots
+from tasks.research.representations import (
+    Comparison,
+    RepresentationSettings,
+    comparable,
+    compare_representations,
+    compared_rows,
+)
 from tasks.research.roles import RoleRules, available_roles
 from tasks.research.stability import dbscan_stability, kmeans_stability
 
@@ -33,12 +44,27 @@ class StudySettings:
     kmeans_rows: int
     qa_statistic: str = "cls_mass"
     thresholds: FindingRules = FindingRules()
+    representation_rows: int = 20_000
+    min_samples: int = 10
+    knee_sample: int = 10_000
+    density: DensitySettings = DensitySettings(budget_bytes=2**30, exact_rows=10_000, core_sample=20_000, seed=0)
 
     @classmethod
     def of(cls, config: ClusterConfig) -> StudySettings:
-        """A clustering run's settings: its role rules, resamples, seed and finding thresholds."""
+        """A clustering run's settings: its role rules, resamples, seed, finding thresholds, and the DBSCAN
+        settings that the representations are clustered with (in the flow's process, alone on the machine once
+        the Dask cluster is closed: its memory and every core)."""
+        dbscan = config.density
+        density = DensitySettings(MemoryBudget.of(config.compute.memory_budget, 1).bytes, dbscan.dbscan_exact_rows,
+                                  dbscan.dbscan_core_sample, config.seed, threads=os.cpu_count() or 1)
         return cls(config.roles, Resampling(config.intervals.bootstrap, config.intervals.permutations, config.seed),
-                   config.stability_resamples, config.kmeans_rows, config.qa_statistic, config.findings)
+                   config.stability_resamples, config.kmeans_rows, config.qa_statistic, config.findings,
+                   config.representation_rows, dbscan.min_samples, dbscan.knee_sample, density)
+
+    def representations(self, k: int) -> RepresentationSettings:
+        """How the representations are compared, with the run's KMeans k."""
+        refit = RefitSettings(k, self.min_samples, self.knee_sample, self.density, self.kmeans_rows)
+        return RepresentationSettings(self.representation_rows, refit, self.resampling.bootstrap, self.resampling.seed)
 
 
 @dataclass
@@ -51,6 +77,8 @@ class Study:
     stability: pd.DataFrame
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was left out, and why
+    representations: pd.DataFrame | None = None  # None: the dataset has no pooled maps
+    head_map: HeadMap | None = None  # None: the dataset has neither head JS sums nor pooled maps
 
 
 def _ci(numbers: tuple, percent: bool = False) -> str:
@@ -60,7 +88,8 @@ def _ci(numbers: tuple, percent: bool = False) -> str:
 
 
 def _finding(key: StudyFinding, text: str, numbers: tuple | None, evidence: str) -> Finding:
-    value, low, high = (None, None, None) if numbers is None else (round(float(x), 6) for x in numbers)
+    value, low, high = (None, None, None) if numbers is None else (
+        None if x is None else round(float(x), 6) for x in numbers)
     return Finding(key=key, text=text, value=value, low=low, high=high, evidence=evidence)
 
 
@@ -137,11 +166,66 @@ def head_findings(heads: pd.DataFrame, agreement: pd.DataFrame, n_slots: int, s:
     return findings
 
 
+_REPRESENTATION_NAMES = {"embedding": "the ResNet embedding", "pooled": "pooled maps",
+                         "statistics": "the per-map statistics"}
+_DISTANCE_NAMES = {"js": "Jensen-Shannon divergences", "embedding": "mean embeddings", "pooled": "mean pooled maps"}
+UNAVAILABLE = ("Representations side by side and the map of heads are unavailable: the dataset holds no pooled maps "
+               "or head Jensen-Shannon sums (it was extracted before format squad-attention-atlas/4).")
+NO_POOLED = "Representations side by side are unavailable: the dataset holds no pooled maps."
+NO_JS = ("The map of heads has no Jensen-Shannon distances (a shard's manifest holds no head sums): it is drawn from "
+         "the heads' mean embeddings.")
+
+
+def side_by_side(rows: pd.DataFrame, reduced: np.ndarray, pooled: np.ndarray, statistics: list[str],
+                 references: dict[str, np.ndarray], k: int, s: StudySettings) -> tuple[Comparison, Finding]:
+    """The representations compared on a seeded choice of rows, and the finding that reads them."""
+    settings, seed = s.representations(k), s.resampling.seed
+    chosen = compared_rows(len(rows), settings)
+    described = {"embedding": reduced[chosen], "pooled": comparable(pooled[chosen], reduced.shape[1], seed)}
+    if statistics:
+        described["statistics"] = comparable(rows[statistics].iloc[chosen].to_numpy(np.float64), reduced.shape[1],
+                                             seed)
+    comparison = compare_representations(described, {n: v[chosen] for n, v in references.items()},
+                                         rows["feature_id"].to_numpy()[chosen], settings)
+    recovered = ", ".join(f"{_ci(comparison.accuracy[n], True)} from {_REPRESENTATION_NAMES[n]}" for n in described)
+    table = comparison.table.set_index(["representation", "clustering", "against", "metric"])["value"]
+    nmi = ", ".join(f"{n} {table[n, Clustering.KMEANS, 'head', 'nmi']:.2f}" for n in described)
+    text = (f"Head identity is recovered from a map's nearest neighbours (feature-grouped cross-validation on "
+            f"{comparison.rows:,} rows) at {recovered}, against {comparison.chance:.1%} by chance; KMeans at the "
+            f"run's k, fitted on each, has head NMI {nmi}.")
+    return comparison, _finding(StudyFinding.REPRESENTATIONS, text, comparison.accuracy["embedding"],
+                                "representations.parquet; section Representations and the map of heads")
+
+
+def heads_map(reduced: np.ndarray, pooled: np.ndarray | None, head_js: tuple[np.ndarray, int] | None,
+              slot: np.ndarray, heads_frame: pd.DataFrame, heads: int, s: StudySettings) -> tuple[HeadMap, Finding]:
+    """The map of the heads from every distance the dataset allows, and the finding that reads it."""
+    n_slots = len(heads_frame)
+    sources = {"js": mean_js(*head_js)} if head_js is not None else {}
+    sources["embedding"] = mean_distances(reduced, slot, n_slots)
+    if pooled is not None:
+        sources["pooled"] = mean_distances(pooled, slot, n_slots)
+    dominant = {name: heads_frame[f"dominant_{name}"].to_numpy() for name in Clustering
+                if f"dominant_{name}" in heads_frame}
+    result = head_map(sources, dominant, heads, s.resampling.permutations, s.resampling.seed)
+    agree = "; ".join(f"{_DISTANCE_NAMES[r.first]} against {_DISTANCE_NAMES[r.second]}: Spearman {r.spearman:.2f} "
+                      f"(Mantel p {r.p:.3g})" for r in result.agreement.itertuples())
+    groups = "".join(f"; cut into {r.groups} groups by average linkage, the heads agree with their dominant "
+                     f"{r.clustering} cluster at ARI {r.ari:.2f} (NMI {r.nmi:.2f})" for r in result.groups.itertuples())
+    first = result.agreement.iloc[0]
+    text = (f"Distances between heads ({len(result.layout)} heads; the map from {_DISTANCE_NAMES[result.source]}) "
+            f"agree as follows: {agree}{groups}.")
+    return result, _finding(StudyFinding.HEAD_DISTANCES, text, (first["spearman"], None, None),
+                            "head_distances.parquet; heads.parquet (map_x, map_y); figure heads_map")
+
+
 def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[str, dict], reduced: np.ndarray,
               statistics: list[str], layers: int, heads: int, settings: StudySettings,
-              facts: pd.DataFrame | None = None) -> Study:
+              facts: pd.DataFrame | None = None, pooled: np.ndarray | None = None,
+              head_js: tuple[np.ndarray, int] | None = None) -> Study:
     """Everything the research layer computes for a clustering run; `facts` (feature_id, context, answerable)
-    where the source is known."""
+    where the source is known; `pooled` (each row's map pooled to 16 x 16, flat) and `head_js` (the summed heads x
+    heads Jensen-Shannon matrix and the features summed) where the dataset holds them."""
     notes = []
     joined = rows[["feature_id"]].merge(facts, on="feature_id", how="left") if facts is not None else None
     facts_rows = Rows(rows["feature_id"].to_numpy(), rows["layer"].to_numpy(), slots(rows, heads), layers * heads,
@@ -177,5 +261,16 @@ def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[st
                                  tuple(stability_table.iloc[0][["ari", "low", "high"]]), "stability.parquet"))
     if facts is None:
         notes.append("contexts and answerability unknown: finding 2's context share and the QA tests are left out")
+    comparison, mapped = None, None
+    if pooled is not None:
+        comparison, finding = side_by_side(rows, reduced, pooled, statistics, references,
+                                           int(params[Clustering.KMEANS]["k"]), settings)
+        findings.append(finding)
+    if pooled is not None or head_js is not None:
+        mapped, finding = heads_map(reduced, pooled, head_js, facts_rows.slot, table, heads, settings)
+        findings.append(finding)
+        table = table.join(mapped.layout.drop(columns=["layer", "head"]))
+    if pooled is None or head_js is None:
+        notes.append(UNAVAILABLE if pooled is None and head_js is None else NO_POOLED if pooled is None else NO_JS)
     return Study(table, head_clusters_table(rows, labels, layers, heads), agreement, by_pattern, small,
-                 stability_table, findings, notes)
+                 stability_table, findings, notes, None if comparison is None else comparison.table, mapped)

@@ -36,6 +36,7 @@ from tasks.config import ClusterConfig, ExtractConfig
 from tasks.errors import InputError
 from tasks.groups import Projection
 from tasks.report.tables import label_parts
+from tasks.research.study import UNAVAILABLE
 from tasks.storage.dataset import dataset_record, ensure_dataset_record
 from tasks.storage.location import Location
 from tasks.storage.reading import read_shard
@@ -230,6 +231,10 @@ def test_cluster_flow_writes_every_output(prefect_server, dataset, tmp_path):
     assert [f["key"] for f in summary["findings"]][:3] == ["dominant-cluster", "small-clusters", "satellites"]
     assert all(html.escape(f["text"]) in page for f in summary["findings"])
     assert "contexts and answerability unknown" in page  # this dataset has no source file behind it
+    # a dataset of an older format: no pooled maps nor head JS sums, so no comparison, and the report says so
+    assert html.escape(UNAVAILABLE) in page and "<h2 id='Representations and the map of heads'>" not in page
+    assert not (out / "representations.parquet").exists() and not (out / "head_distances.parquet").exists()
+    assert not {"representations", "head-distances"} & {f["key"] for f in summary["findings"]}
     heads = pd.read_parquet(out / "heads.parquet")
     assert len(heads) == LAYERS * HEADS and (heads["rows"] == 60).all()
     assert {"mean_cls_mass", "roles", "consistency_dbscan", "dominant_kmeans"} <= set(heads.columns)

@@ -142,3 +142,34 @@ def test_an_exact_dbscan_is_measured_for_stability_whichever_library_ran_it():
         assert params["dbscan"]["method"] == DbscanMethod.EXACT
         assert list(study.stability["clustering"]) == ["dbscan"], implementation
         assert not any("stability not measured" in note for note in study.notes)
+
+
+def test_the_study_compares_representations_and_maps_heads_where_the_dataset_allows():
+    from tasks.cluster.dbscan import exact_record
+    from tasks.research.study import NO_JS, UNAVAILABLE, StudySettings, run_study
+
+    rows, labels, reduced = _study_inputs()
+    slot = (rows["layer"] * HEADS + rows["head"]).to_numpy()
+    rng = np.random.default_rng(3)
+    prototypes = rng.random((LAYERS * HEADS, 256))
+    pooled = (prototypes[slot] + rng.normal(scale=0.2, size=(len(rows), 256))).astype(np.float16)
+    js = np.abs(prototypes[:, None, :3] - prototypes[None, :, :3]).sum(-1) * FEATURES
+    settings = StudySettings(RoleRules(), Resampling(bootstrap=20, permutations=99), 2, 10_000)
+    clusterings = {"kmeans": rows["layer"].to_numpy() % 3, "dbscan": labels}
+    params = {"kmeans": {"k": 3}, "dbscan": {**exact_record(), "eps": 0.5, "min_samples": 5}}
+    statistics = ["entropy", "cls_mass", "sep_mass"]
+    study = run_study(rows, clusterings, params, reduced, statistics, LAYERS, HEADS, settings, pooled=pooled,
+                      head_js=(js, FEATURES))
+    keys = [f.key for f in study.findings]
+    assert keys[-2:] == [StudyFinding.REPRESENTATIONS, StudyFinding.HEAD_DISTANCES] and not study.notes[1:]
+    accuracy = study.representations.query("representation == 'pooled' and metric == 'accuracy'")["value"].item()
+    assert accuracy > 0.9 and "from pooled maps" in study.findings[-2].text
+    assert set(study.representations["representation"]) == {"embedding", "pooled", "statistics", "chance"}
+    assert len(study.head_map.distances) == (LAYERS * HEADS) * (LAYERS * HEADS - 1) // 2
+    assert study.head_map.distances[["js", "embedding", "pooled"]].notna().all().all()
+    assert {"map_x", "map_y", "map_group_dbscan"} <= set(study.heads.columns)
+    partial = run_study(rows, clusterings, params, reduced, statistics, LAYERS, HEADS, settings, pooled=pooled)
+    assert partial.head_map.source == "embedding" and NO_JS in partial.notes
+    older = run_study(rows, clusterings, params, reduced, statistics, LAYERS, HEADS, settings)
+    assert older.representations is None and older.head_map is None and UNAVAILABLE in older.notes
+    assert StudyFinding.REPRESENTATIONS not in [f.key for f in older.findings] and "map_x" not in older.heads

@@ -140,7 +140,8 @@
   const state = { measure: null, colour: null, head: null, cluster: null, point: null };
 
   // ---- the layer x head grid ----
-  const measures = Object.keys(heads.columns).filter((c) => c !== "layer" && c !== "head");
+  const PLACES = ["layer", "head", "map_x", "map_y"]; // the heads' keys and their place on the map: no measures
+  const measures = Object.keys(heads.columns).filter((c) => !PLACES.includes(c));
   const headRow = new Map();
   for (let i = 0; i < nHeads; i++) headRow.set(heads.columns.layer[i] + ":" + heads.columns.head[i], i);
 
@@ -223,6 +224,32 @@
     }, state.measure, selectHead, state.head, legend);
     svg.id = "grid";
     document.getElementById("grid").replaceWith(svg);
+    if (DATA.head_map) drawHeadMap(legend);
+  }
+
+  // ---- the map of the heads: each head at its place (map_x, map_y), coloured as the grid ----
+  function drawHeadMap(legend) {
+    const size = 380, pad = 16;
+    const xs = heads.columns.map_x, ys = heads.columns.map_y;
+    const placed = [...Array(nHeads).keys()].filter((i) => Number.isFinite(xs[i]) && Number.isFinite(ys[i]));
+    const x0 = Math.min(...placed.map((i) => xs[i])), y0 = Math.min(...placed.map((i) => ys[i]));
+    const span = Math.max(Math.max(...placed.map((i) => xs[i])) - x0, Math.max(...placed.map((i) => ys[i])) - y0) || 1;
+    const svg = svgElement("svg", { id: "heads-map", width: size, height: size, "font-family": "sans-serif",
+      "font-size": "11" });
+    svg.append(svgElement("rect", { x: 0, y: 0, width: "100%", height: "100%", fill: "#fff" }));
+    for (const i of placed) {
+      const l = heads.columns.layer[i], h = heads.columns.head[i], v = heads.columns[state.measure][i];
+      const chosen = state.head !== null && state.head[0] === l && state.head[1] === h;
+      const dot = svgElement("circle", { class: "head-dot", cx: pad + ((xs[i] - x0) / span) * (size - 2 * pad),
+        cy: size - pad - ((ys[i] - y0) / span) * (size - 2 * pad), r: chosen ? 7 : 5, fill: legend.colour(v),
+        stroke: chosen ? "#000" : "#666", "stroke-width": chosen ? 2.5 : 0.5, "data-layer": l, "data-head": h });
+      const tip = svgElement("title");
+      tip.textContent = `layer ${l}, head ${h}: ${format(v)}`;
+      dot.append(tip);
+      dot.addEventListener("click", () => selectHead(l, h));
+      svg.append(dot);
+    }
+    document.getElementById("heads-map").replaceWith(svg);
   }
 
   // ---- the projection ----
@@ -641,9 +668,13 @@
         exportButtons("projection", null, () => canvas)),
       canvas, tooltip, element("div", { class: "legend", id: "points-legend" }),
       element("p", { class: "notes" }, `${points.count.toLocaleString("en")} points. ${DATA.projection} Scroll to zoom, drag to pan, click a point to select its head.`));
+    const mapView = DATA.head_map ? [element("section", { class: "view", id: "heads-map-view" },
+      element("div", { class: "controls" }, element("span", {}, "Map of the heads"),
+        exportButtons("heads-map", () => document.getElementById("heads-map"))),
+      svgElement("svg", { id: "heads-map" }), element("p", { class: "notes" }, DATA.head_map))] : [];
     document.body.append(element("h1", {}, DATA.title),
       ...DATA.notes.map((n) => element("p", { class: "notes" }, n)),
-      element("div", { class: "views" }, gridView, projectionView), element("section", { id: "details" }));
+      element("div", { class: "views" }, gridView, ...mapView, projectionView), element("section", { id: "details" }));
     drawGrid();
     if (!initGl()) projectionView.append(element("p", { class: "notes" }, "WebGL is not available in this browser: no projection."));
     colourPoints();
