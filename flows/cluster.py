@@ -27,6 +27,7 @@ from tasks.cluster import (
 from tasks.compute import dask_cluster, local_processes
 from tasks.config import ClusterConfig
 from tasks.extract import attention_maps_of, exemplars_unavailable
+from tasks.importance import check_importance_grid, read_importance
 from tasks.preflight import check_cluster, check_statistic
 from tasks.report import (
     ClusterSummary, ExplorerData, MapSource, RunContext, Section, build_sections, explorer_data, findings_section,
@@ -53,13 +54,14 @@ def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig,
 
 @task(name="study", cache_policy=NO_CACHE)
 def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, run: ClusteringRun,
-               questions: pd.DataFrame) -> Study:
-    """The research layer: heads table, agreements, findings, stability."""
+               questions: pd.DataFrame, importance: pd.DataFrame | None) -> Study:
+    """The research layer: heads table, agreements, findings, stability; with `importance`, a head-importance
+    run's columns and findings."""
     facts, why = feature_facts(record, config.dataset, config.credentials, questions)
     if facts is None:
         get_run_logger().warning("findings without contexts and answerability: %s", why)
     return run_study(sample.rows, run.labels, run.params, sample.reduced, record.statistics, record.model.layers,
-                     record.model.heads, StudySettings.of(config), facts)
+                     record.model.heads, StudySettings.of(config), facts, importance=importance)
 
 
 @task(name="sections", cache_policy=NO_CACHE)
@@ -136,6 +138,10 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
         log.info("newest complete dataset: %s", dataset.url)
     record = dataset_record(dataset)
     check_statistic(config, record, dataset.url)
+    importance = read_importance(config.importance) if config.importance else None
+    if importance is not None:
+        check_importance_grid(importance, record.model.layers, record.model.heads, config.importance,
+                              record.model.model)
     no_maps = exemplars_unavailable(record, config.dataset, config.credentials) if config.exemplars else None
     if no_maps:
         log.warning("exemplar maps skipped: %s", no_maps)
@@ -168,7 +174,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
                 sample=spec)
         # the Dask cluster is closed: the research layer and the report read plain data
         questions = feature_questions(sample.key_tables())
-        study = study_task(config, record, sample, run, questions)
+        study = study_task(config, record, sample, run, questions, importance)
         source = None if no_maps else functools.partial(attention_maps_of, record, config.dataset, config.credentials)
         notes = skipped_notes(sample.skipped) + ([f"Exemplar attention maps are unavailable: {no_maps}"]
                                                  if no_maps else [])

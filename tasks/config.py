@@ -119,6 +119,7 @@ class ClusterConfig(Grouped):
     representation_rows: int = Field(20_000, ge=100, description="rows (seeded choice) on which the representations (embedding, pooled map, statistics) are compared: each clustered as the run clusters, and the head of each map recovered from its nearest neighbours")
     roles: RoleRules = RoleRules()
     qa_statistic: str = Field("cls_mass", description="statistic whose answerable minus unanswerable difference is tested per head")
+    importance: str | None = Field(None, description="a head-importance run's output folder (`atlas importance --out`) or its importance.parquet: its columns join heads.parquet, colour the heads grids of report.html and explorer.html, and add the importance findings")
     intervals: Intervals = Intervals()
     stability_resamples: int = Field(10, ge=2, description="bootstrap re-fits of each clustering for its stability")
     findings: FindingRules = FindingRules()

@@ -7,6 +7,7 @@ from tasks.compute import choose_backend, visible_gpus
 from tasks.compare import check_first_rows, compared_folders, demo_configs, open_pair
 from tasks.config import ClusterConfig, CompareConfig, ExtractConfig, FinetuneConfig, ImportanceConfig
 from tasks.errors import InputError
+from tasks.importance import check_importance_grid, read_importance
 from tasks.report import output_folder
 from tasks.squad import cached_squad, check_answers, check_windows
 from tasks.storage import (
@@ -54,15 +55,18 @@ def check_backend(scheduler: str | None, backend: str, n_workers: int | None) ->
 
 def check_cluster(cfg: ClusterConfig) -> None:
     """--out may be replaced and is not the dataset or above it; the dataset has a dataset.json, the asked shards
-    are published (with readable manifests, unless bad shards are skipped), the QA statistic exists; a GPU backend
-    has GPUs."""
+    are published (with readable manifests, unless bad shards are skipped), the QA statistic exists; --importance
+    reads and holds the model's heads; a GPU backend has GPUs."""
     output_folder(cfg.out, [cfg.dataset])
     check_backend(cfg.compute.scheduler, cfg.compute.backend, cfg.compute.n_workers)
+    importance = read_importance(cfg.importance) if cfg.importance else None
     if cfg.newest:
         return  # the dataset is chosen among versions when the flow runs
     dataset = Location.at(cfg.dataset, cfg.credentials)
     record = dataset_record(dataset)
     check_statistic(cfg, record, dataset.url)
+    if importance is not None:
+        check_importance_grid(importance, record.model.layers, record.model.heads, cfg.importance, record.model.model)
     readable_manifests(dataset, record, cfg.shards, cfg.on_bad_shard)
 
 
@@ -76,6 +80,8 @@ def check_full(extraction: ExtractConfig, clustering: ClusterConfig) -> None:
     """--out may be replaced and is not the extraction's destination or above it; the source reads; a GPU
     backend has GPUs."""
     output_folder(clustering.out, [extraction.dest])
+    if clustering.importance:
+        read_importance(clustering.importance)  # its heads are checked against the model once extracted
     check_extract(extraction)
     check_backend(clustering.compute.scheduler, clustering.compute.backend, clustering.compute.n_workers)
 

@@ -13,6 +13,7 @@ __all__, __getattr__, __dir__ = public_face(__name__, {
     "masking": ["attention_projections", "head_mask"],
     "progress": ["GradientRecord", "Progress", "ScoresRecord", "progress_root", "weights_sha256"],
     "pruning": ["IMPORTANCE_ORDER", "PruningStep", "mask_of", "pruning_steps"],
+    "reading": ["check_importance_grid", "read_importance"],
     "report": ["importance_sections", "write_importance"],
     "scoring": ["Questions", "Scores", "chosen_questions", "drop", "score"],
     "tables": ["ImportanceFinding", "importance_findings", "importance_table", "pruning_table"],

@@ -9,22 +9,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from tasks.importance.pruning import IMPORTANCE_ORDER
-from tasks.report import Chart, Section, head_grid, png_bytes, swapped_in, write_pages, write_tables
+from tasks.report import Chart, Section, plot_heads_importance, png_bytes, swapped_in, write_pages, write_tables
 from tasks.research import Finding
 
 TOP_HEADS = 10  # heads listed in the report, costliest first
-
-
-def plot_importance(table: pd.DataFrame, layers: int, heads: int) -> Chart:
-    """The layer x head grids of gradient importance and of the F1 drop when the head alone is masked."""
-    fig = Figure(figsize=(0.45 * heads * 2 + 3, 0.35 * layers + 1.6))
-    axes = fig.subplots(1, 2)
-    for ax, column, label in ((axes[0], "importance", "gradient importance (per layer normalised)"),
-                              (axes[1], "f1_drop", "F1 drop when masked alone (points)")):
-        image = ax.imshow(head_grid(table, column, layers, heads), cmap="magma_r", aspect="auto")
-        ax.set(title=label, xlabel="head", ylabel="layer", xticks=range(heads), yticks=range(layers))
-        fig.colorbar(image, ax=ax, shrink=0.8)
-    return Chart("importance", "Which heads matter: gradient importance (Michel et al. 2019) and ablation", png_bytes(fig))
 
 
 def plot_pruning(pruning: pd.DataFrame) -> Chart:
@@ -48,7 +36,7 @@ def importance_sections(table: pd.DataFrame, pruning: pd.DataFrame, findings: li
     return [
         Section("Which heads matter", " ".join(notes), [(f"The {len(top)} costliest heads (all in importance.parquet)",
                                                          top)],
-                [plot_importance(table, layers, heads)], points=[f.text for f in findings]),
+                [plot_heads_importance(table, layers, heads)], points=[f.text for f in findings]),
         Section("Pruning", "F1 after each step; the random orders are seeded.", [("Pruning curves", pruning)],
                 [plot_pruning(pruning)]),
     ]

@@ -13,7 +13,7 @@ __all__, __getattr__, __dir__ = public_face(__name__, {
     "gallery": ["gallery_documents"],
     "head_map": ["head_map_caption", "head_map_sections"],
     "outputs": ["write_outputs"],
-    "research": ["findings_section", "head_grid"],
+    "research": ["findings_section", "head_grid", "plot_heads_importance"],
     "sections": ["MapSource", "Section", "build_sections", "notes_section", "skipped_notes"],
     "staging": ["swapped_in", "write_pages", "write_tables"],
     "summary": ["ClusterSummary", "RunContext", "summarise"],

@@ -55,16 +55,31 @@ def plot_heads_consistency(heads: pd.DataFrame, clusterings: list[str], layers: 
                  "head's share of each cluster", png_bytes(fig))
 
 
+def plot_heads_importance(table: pd.DataFrame, layers: int, heads: int) -> Chart:
+    """The layer x head grids of gradient importance and of the F1 drop when the head alone is masked."""
+    fig = Figure(figsize=(0.45 * heads * 2 + 3, 0.35 * layers + 1.6))
+    axes = fig.subplots(1, 2)
+    for ax, column, label in ((axes[0], "importance", "gradient importance (per layer normalised)"),
+                              (axes[1], "f1_drop", "F1 drop when masked alone (points)")):
+        image = ax.imshow(head_grid(table, column, layers, heads), cmap="magma_r", aspect="auto")
+        ax.set(title=label, xlabel="head", ylabel="layer", xticks=range(heads), yticks=range(layers))
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    return Chart("heads_importance", "Which heads matter: gradient importance (Michel et al. 2019) and ablation",
+                 png_bytes(fig))
+
+
 def findings_section(study: Study, layers: int, n_heads: int) -> Section:
     """"Findings": numbered sentences, each with its number and interval, then the heads grids and tables."""
     clusterings = list(dict.fromkeys(study.head_clusters["clustering"]))
     figures = [plot_heads_consistency(study.heads, clusterings, layers, n_heads)]
+    if "importance" in study.heads:
+        figures.append(plot_heads_importance(study.heads, layers, n_heads))
     if "pattern" in study.heads:
         figures.insert(0, plot_heads_patterns(study.heads, layers, n_heads))
     dbscan = Clustering.DBSCAN
     shown = [c for c in ["layer", "head", "roles", "pattern", "pattern_share", f"dominant_{dbscan}",
                          f"dominant_share_{dbscan}", f"consistency_{dbscan}", f"consistency_{dbscan}_low",
-                         f"consistency_{dbscan}_high", "qa_difference", "qa_q"] if c in study.heads]
+                         f"consistency_{dbscan}_high", "qa_difference", "qa_q", "importance", "f1_drop"] if c in study.heads]
     tables = [("Agreement of each clustering with head, layer and pattern (NMI, ARI)", study.agreement),
               ("Small DBSCAN clusters (finding 2)", study.small_clusters),
               ("Stability (feature-bootstrap re-fits)", study.stability),

@@ -30,6 +30,9 @@ class StudyFinding(StrEnum):
     STABILITY = "stability"
     REPRESENTATIONS = "representations"
     HEAD_DISTANCES = "head-distances"
+    IMPORTANCE_CONSISTENCY = "importance-consistency"
+    IMPORTANCE_ROLES = "importance-roles"
+    IMPORTANCE_DOMINANT = "importance-dominant"
 
 
 class Finding(BaseModel):

@@ -25,6 +25,7 @@ from tasks.research.findings import (
 )
 from tasks.research.head_map import HeadMap, head_map, mean_distances, mean_js
 from tasks.research.heads import Resampling, head_clusters_table, heads_table, slots
+from tasks.research.importance import importance_findings, with_importance
 from tasks.research.representations import (
     Comparison,
     RepresentationSettings,
@@ -222,7 +223,7 @@ def heads_map(reduced: np.ndarray, pooled: np.ndarray | None, head_js: tuple[np.
 def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[str, dict], reduced: np.ndarray,
               statistics: list[str], layers: int, heads: int, settings: StudySettings,
               facts: pd.DataFrame | None = None, pooled: np.ndarray | None = None,
-              head_js: tuple[np.ndarray, int] | None = None) -> Study:
+              head_js: tuple[np.ndarray, int] | None = None, importance: pd.DataFrame | None = None) -> Study:
     """Everything the research layer computes for a clustering run; `facts` (feature_id, context, answerable)
     where the source is known; `pooled` (each row's map pooled to 16 x 16, flat) and `head_js` (the summed heads x
     heads Jensen-Shannon matrix and the features summed) where the dataset holds them."""
@@ -270,6 +271,9 @@ def run_study(rows: pd.DataFrame, labels: dict[str, np.ndarray], params: dict[st
         mapped, finding = heads_map(reduced, pooled, head_js, facts_rows.slot, table, heads, settings)
         findings.append(finding)
         table = table.join(mapped.layout.drop(columns=["layer", "head"]))
+    if importance is not None:
+        table = with_importance(table, importance)
+        findings += importance_findings(table, labels[Clustering.DBSCAN], settings.resampling)
     if pooled is None or head_js is None:
         notes.append(UNAVAILABLE if pooled is None and head_js is None else NO_POOLED if pooled is None else NO_JS)
     return Study(table, head_clusters_table(rows, labels, layers, heads), agreement, by_pattern, small,

@@ -24,6 +24,7 @@ from tiny import REPO, TINY
 
 from flows.cluster import cluster
 from flows.full import full
+from flows.importance import importance
 from tasks.cluster.cpu import CpuBackend
 from tasks.compute.clusters import dask_cluster
 from tasks.cluster.resources import MemoryBudget
@@ -32,7 +33,7 @@ from tasks.cluster.sample import (
     SampleSpec,
     load_sample,
 )
-from tasks.config import ClusterConfig, ExtractConfig
+from tasks.config import ClusterConfig, ExtractConfig, ImportanceConfig
 from tasks.errors import InputError
 from tasks.groups import Projection
 from tasks.report.tables import label_parts
@@ -384,8 +385,12 @@ def test_full_flow_end_to_end_on_a_tiny_config(prefect_server, tmp_path):
     extraction = ExtractConfig(dest=str(tmp_path / "dataset"), source="embedded", model="tiny-random-bert",
                                max_length=48, doc_stride=24, shard_size=80, precision="fp32", bert_batch=16,
                                encoder_batch=128)
+    # the heads' importance to the same model, joined to the atlas (--importance)
+    importance(ImportanceConfig(model="tiny-random-bert", dev="embedded", max_length=48, doc_stride=24,
+                                precision="fp32", out=str(tmp_path / "importance"), pruning_steps=2, random_orders=1))
     clustering = ClusterConfig(out=str(tmp_path / "clusters"), pca_components=8, k_max=5, exemplars=2, n_workers=2,
-                               backend="cpu", top_clusters=3, min_samples_grid=[5])
+                               backend="cpu", top_clusters=3, min_samples_grid=[5],
+                               importance=str(tmp_path / "importance"))
     result = full(extraction, clustering)
     out = tmp_path / "clusters"
     assert result["report"] == str(out / "report.html")
@@ -393,12 +398,16 @@ def test_full_flow_end_to_end_on_a_tiny_config(prefect_server, tmp_path):
     assert len(labels) == result["extraction"]["rows"]
     figures = {p.stem for p in (out / "figures").glob("*.png")}
     assert {"kmeans_exemplars", "dbscan_heatmaps", "pca_variance", "k_search", "dbscan_grid"} <= figures
-    assert {"heads_roles", "heads_consistency"} <= figures  # a format-3 dataset has the role statistics
+    assert {"heads_roles", "heads_consistency", "heads_importance"} <= figures  # format 3 has the role statistics
     heads = pd.read_parquet(out / "heads.parquet")
+    scored = pd.read_parquet(tmp_path / "importance" / "importance.parquet")
+    assert heads.merge(scored, on=["layer", "head"], suffixes=("", "_run")).eval("importance == importance_run").all()
+    assert '"f1_drop"' in (out / "explorer.html").read_text()  # a colour of the explorer's heads grid
     assert {"pattern", "roles", "qa_difference", "qa_q", "mean_answer_from_question"} <= set(heads.columns)
     assert heads["qa_p"].between(0, 1).all() and heads["mean_answer_from_question"].notna().all()
     findings = {f["key"]: f for f in result["clustering"]["findings"]}
-    assert {"dominant-cluster", "consistency", "roles", "agreement", "qa-heads", "stability"} <= set(findings)
+    assert {"dominant-cluster", "consistency", "roles", "agreement", "qa-heads", "stability",
+            "importance-consistency"} <= set(findings)
     assert findings["dominant-cluster"]["low"] <= findings["dominant-cluster"]["value"] <= findings["dominant-cluster"]["high"]
     assert "unknown" not in (out / "report.html").read_text()  # the source file is known: contexts, answerability
 

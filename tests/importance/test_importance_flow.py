@@ -91,7 +91,7 @@ def test_the_head_that_carries_the_answer_is_the_most_important_and_the_costlies
 def test_outputs_findings_and_the_pruning_curves(run):
     out, summary = run
     assert json.loads((out / "outputs.json").read_text())["files"] == sorted(
-        ["figures/importance.png", "figures/pruning.png", "importance.csv", "importance.parquet", "pruning.csv",
+        ["figures/heads_importance.png", "figures/pruning.png", "importance.csv", "importance.parquet", "pruning.csv",
          "pruning.parquet", "report.html", "summary.json"])
     pruning = pd.read_parquet(out / "pruning.parquet")
     assert set(pruning["order"]) == {"importance", "random1", "random2"}
