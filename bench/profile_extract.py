@@ -51,7 +51,8 @@ def breakdown(events: list) -> str:
         raise ValueError("the profile holds no labelled batch")
     per = lambda us: us / batch.count / 1000  # noqa: E731  (ms a batch)
     lines = [f"{batch.count} batches; per batch, host (wall) ms and its share of the batch; device ms: the span of "
-             "the device work launched in it (GPU only)",
+             "the device work launched in it (GPU only). On a GPU the host runs ahead of the device: its times are "
+             "launch times, and writer_wait holds the wait for the device's previous batch",
              f"{'phase':14} {'host ms':>10} {'share':>7} {'device ms':>10}"]
     labelled = 0.0
     for name in PHASES:

@@ -25,7 +25,7 @@ from tasks.storage.writer import ShardFileWriter
 def test_the_labelled_phases_cover_each_batch(tmp_path):
     cfg = resolve(ExtractConfig(model="tiny-random-bert", max_length=48, doc_stride=24, shard_size=5, shards=[0],
                                 precision="fp32", compile="off", bert_batch=2, encoder_batch=6,
-                                dest=str(tmp_path / "dataset")))
+                                device="cpu", dest=str(tmp_path / "dataset")))
     plan = plan_extraction(cfg)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         extract_shard(cfg, plan.shards[0], plan.record, show_progress=False)
