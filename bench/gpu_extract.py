@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch
-from extract import warm_up
+from extract import COMPILED, warm_up
 
 from tasks.config import ExtractConfig
 from tasks.extract.maps import STATISTICS
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--model", default=BASE_RANDOM_MODEL, choices=sorted(RANDOM_MODELS))
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--precision", default="bf16", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--compile", default="on", choices=["auto", "on", "off"])
+    parser.add_argument("--compile", default="on", choices=["auto", "on", "off", "graphs"])
     parser.add_argument("--bench-features", type=int, default=96, help="features through the profile and benchmark")
     parser.add_argument("--work", default=None, help="local folder for the input and the shard (default: a temp one)")
     args = parser.parse_args()
@@ -122,7 +122,7 @@ def main() -> None:
     written = sum(path.stat().st_size for path in (work / "dataset").iterdir() if path.is_file())
     device = models_for(cfg).device
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; model {args.model}, "
-          f"{args.max_length} tokens, {cfg.precision}{' compiled' if cfg.compile == 'on' else ''}, batches of "
+          f"{args.max_length} tokens, {cfg.precision}{COMPILED[cfg.compile]}, batches of "
           f"{cfg.bert_batch} features / {cfg.encoder_batch} maps; warm-up {warm_up_seconds:.1f} s")
     print(f"shard of {plan.shards[0].n_features:,} features ({manifest.rows:,} maps): {seconds:.1f} s wall "
           f"({manifest.rows / seconds:,.1f} maps/s; computing alone {manifest.maps_per_second:,.1f} maps/s), "

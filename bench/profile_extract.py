@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import torch
-from extract import warm_up
+from extract import COMPILED, warm_up
 from torch.profiler import ProfilerActivity, profile
 
 from tasks.config import OFFLINE_MODEL, ExtractConfig
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--scaling", default="map", choices=["faithful", "map"])
     parser.add_argument("--bn-mode", default="eval", choices=["faithful", "eval"])
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off", "graphs"])
     parser.add_argument("--bert-batch", type=int, default=None)
     parser.add_argument("--encoder-batch", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -98,7 +98,7 @@ def main() -> None:
     events, seconds = profiled_shard(cfg, plan, args.trace)
     device = models_for(cfg).device
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, model {args.model}, "
-          f"{args.max_length} tokens, {cfg.precision}{' compiled' if cfg.compile == 'on' else ''}, batches of "
+          f"{args.max_length} tokens, {cfg.precision}{COMPILED[cfg.compile]}, batches of "
           f"{cfg.bert_batch} features / {cfg.encoder_batch} maps; the shard took {seconds:.1f} s under the profiler")
     print(breakdown(events))
 

@@ -140,10 +140,12 @@ def test_inference_encoder_computes_the_reference_function(backbone_file, bn_mod
     assert next(encoder.module.parameters()).shape[1] == 3, "the reference module is left as built"
 
 
-def test_the_compiled_encoder_computes_the_same_function_for_full_and_short_batches(backbone_file):
+@pytest.mark.parametrize("graphs", [False, True])  # CUDA graphs: the same code path up to the capture
+def test_the_compiled_encoder_computes_the_same_function_for_full_and_short_batches(backbone_file, graphs):
     encoder = build_encoder(str(backbone_file[0]))
     eager = InferenceEncoder(encoder, torch.device("cpu"))
-    compiled = InferenceEncoder(encoder, torch.device("cpu"), compile_batch=4)
+    compiled = InferenceEncoder(encoder, torch.device("cpu"), compile_batch=4, graphs=graphs)
+    torch._dynamo.reset()  # another test's compiled encoder is another module: its first call here compiles
     generator = torch.Generator().manual_seed(5)
     for n in (4, 3, 4):  # a short batch is padded to the compiled shape, not recompiled
         maps = torch.rand(n, 48, 48, generator=generator) * 255
