@@ -40,6 +40,9 @@ from tasks.storage.records import DatasetRecord
 from tasks.storage.rows import embedding_matrix
 
 
+COMPILED = {"off": "", "on": " compiled", "graphs": " compiled, CUDA graphs"}  # a run's label, by its compile
+
+
 class PeakMemory:
     """Peak resident memory of this process (sampled) and peak device memory, over a `with` block."""
 
@@ -112,7 +115,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--encoder-batch", type=int, default=None)
     parser.add_argument("--bert-batch", type=int, default=None)
-    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off", "graphs"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--ceiling-maps", type=int, default=128, help="maps timed for the ceiling")
     parser.add_argument("--json", default="bench/results/extract.json", help="where the JSON record goes")
@@ -180,7 +183,7 @@ def main() -> None:
           f"{'warm-up s':>10}")
     print(f"{'seed-style reference':24} {reference_rate:9.2f} {1:12.2f} {'':>11} {reference_memory.host_gb:8.2f}")
     for name, row in result["pipeline"].items():
-        label = f"pipeline {row['precision']}{' compiled' if row['compile'] == 'on' else ''}"
+        label = f"pipeline {row['precision']}{COMPILED[row['compile']]}"
         print(f"{label:24} {row['maps_per_second']:9.2f} {row['speedup_over_reference']:12.2f} "
               f"{row['fraction_of_ceiling']:11.3f} {row['peak_host_gb']:8.2f} "
               f"{row['versus_reference_fp32']['mean_cosine']:11.6f} {row['warm_up_seconds']:10.1f}")

@@ -8,7 +8,7 @@ import flows  # noqa: F401  (first: Prefect's environment, flows/__init__.py, al
 
 import sys
 import time
-from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Sequence
 
 from prefect import flow, get_run_logger, task
@@ -18,6 +18,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.command import run_command
@@ -42,6 +43,9 @@ def _published_shard_key(context: Any, inputs: dict[str, Any]) -> str | None:
     return f"{published.fingerprint}-{shard_name(published.shard)}-{published.sha256[:16]}"
 
 
+LOCAL = "this process"  # the threads runner's one worker
+
+
 @task(name="extract-shard", task_run_name="shard-{plan.index}", cache_key_fn=_published_shard_key,
       persist_result=True, result_serializer="json", **RETRIES)
 def extract_shard_task(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, published: Manifest | None
@@ -63,43 +67,63 @@ def plan_extraction_task(cfg: ExtractConfig) -> tuple[ExtractionPlan, Destinatio
     return plan, prepare_destination(cfg, plan)
 
 
+def _placed_on(worker: str) -> AbstractContextManager:
+    """Where a shard task submitted in this block runs: that Dask worker only, or anywhere (the threads runner's
+    single LOCAL worker)."""
+    if worker == LOCAL:
+        return nullcontext()
+    import dask
+
+    return dask.annotate(workers=[worker], allow_other_workers=False)
+
+
 @flow(name="extract-shards", flow_run_name="shards of {config.dest}")
-def extract_shards(config: ExtractConfig, plan: ExtractionPlan, destination: Destination, window: int
-                   ) -> dict[int, Manifest]:
-    """Runs the shard tasks on this flow's task runner, at most `window` in flight (`staged_shards` a worker:
-    while one uploads, the next computes); returns each shard's manifest."""
+def extract_shards(config: ExtractConfig, plan: ExtractionPlan, destination: Destination, workers: list[str],
+                   depth: int) -> dict[int, Manifest]:
+    """Runs the shard tasks on this flow's task runner, at most `depth` (`staged_shards`) on each of `workers`:
+    while one uploads, the next computes. Each shard goes to the worker with the fewest in flight, as soon as
+    any of its shards is done, so that no worker idles while another holds shards waiting for its device.
+    Returns each shard's manifest."""
     log = get_run_logger()
     progress = create_progress_artifact(0.0, key="extract-progress", description=f"Shards of {config.dest}")
     manifests: dict[int, Manifest] = {}
-    in_flight: deque = deque()
+    in_flight: dict[Any, tuple[ShardPlan, str]] = {}
+    load = dict.fromkeys(workers, 0)
 
-    def finish_oldest() -> None:
-        shard, future = in_flight.popleft()
+    def finish_first() -> None:
+        future = next(as_completed(list(in_flight)))
+        shard, worker = in_flight.pop(future)
+        load[worker] -= 1
         manifests[shard.index] = future.result()
         update_progress_artifact(progress, 100.0 * len(manifests) / len(plan.shards))
-        log.info("shard %d done (%d of %d)", shard.index, len(manifests), len(plan.shards))
+        log.info("shard %d done on %s (%d of %d)", shard.index, worker, len(manifests), len(plan.shards))
 
     for shard in plan.shards:
-        if len(in_flight) >= window:
-            finish_oldest()
-        published = destination.published.get(shard.index)
-        in_flight.append((shard, extract_shard_task.submit(config, shard, plan.record, published)))
+        while min(load.values()) >= depth:
+            finish_first()
+        worker = min(load, key=load.__getitem__)
+        with _placed_on(worker):
+            future = extract_shard_task.submit(config, shard, plan.record, destination.published.get(shard.index))
+        in_flight[future] = (shard, worker)
+        load[worker] += 1
     while in_flight:
-        finish_oldest()
+        finish_first()
     return manifests
 
 
 def _run_shards(config: ExtractConfig, plan: ExtractionPlan, destination: Destination) -> dict[int, Manifest]:
     if config.runner == "threads":
         runner = ThreadPoolTaskRunner(max_workers=config.staged_shards)
-        return extract_shards.with_options(task_runner=runner)(config, plan, destination, config.staged_shards)
+        return extract_shards.with_options(task_runner=runner)(config, plan, destination, [LOCAL],
+                                                                config.staged_shards)
     from prefect_dask import DaskTaskRunner
 
     with dask_cluster(config.scheduler, config.backend, config.n_workers, config.staged_shards) as compute:
         get_run_logger().info("compute: %s", compute.description)
         runner = DaskTaskRunner(address=compute.client.scheduler.address)
-        window = config.staged_shards * len(compute.client.nthreads())
-        return extract_shards.with_options(task_runner=runner)(config, plan, destination, window)
+        workers = sorted(compute.client.nthreads())
+        return extract_shards.with_options(task_runner=runner)(config, plan, destination, workers,
+                                                                config.staged_shards)
 
 
 @flow(name="extract")

@@ -73,7 +73,7 @@ class ExtractConfig(Windows, AnswerCheck):
     bert_batch: int | None = Field(None, ge=1, description="features per BERT forward (default: chosen from the device)")
     encoder_batch: int | None = Field(None, ge=1, description="maps per encoder forward (default: chosen from the device)")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N'")
-    compile: Literal["auto", "on", "off"] = Field("auto", description="torch.compile the encoder; 'auto': on GPUs, and on CPUs for runs of at least 10,000 maps (compiling takes about 30 s on 2 cores)")
+    compile: Literal["auto", "on", "off", "graphs"] = Field("auto", description="torch.compile the encoder; 'auto': on GPUs, and on CPUs for runs of at least 10,000 maps (compiling takes about 30 s on 2 cores); 'graphs': compiled and replayed as CUDA graphs of its fixed batch shape (on CPUs the same as 'on')")
     staged_shards: int = Field(2, ge=1, description="shards in flight at once: while one uploads the next computes; at most this many wait on local disk")
     max_context_chars: int = Field(100_000, ge=1, description="longest context accepted (SQuAD v2's longest is under 4,000 characters)")
     runner: Literal["threads", "dask"] = Field("threads", description="where shard tasks run: 'threads' in this process, or 'dask' workers (see --scheduler, --backend), models loaded once per worker")

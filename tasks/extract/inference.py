@@ -68,10 +68,12 @@ class InferenceEncoder:
     (README, Performance, has the measurements).
 
     With `compile_batch`, the module is compiled (torch.compile, inductor, weights frozen) for batches of that
-    many maps; shorter batches are padded to it, so that one shape compiles once. Where the compiler backend
-    fails (no C++ compiler, say), it warns and runs eagerly."""
+    many maps; shorter batches are padded to it, so that one shape compiles once; with `graphs` too, on a GPU
+    its kernels are captured once as CUDA graphs and replayed (torch.compile's 'reduce-overhead' mode; CPUs
+    ignore it). Where the compiler backend fails (no C++ compiler, say), it warns and runs eagerly."""
 
-    def __init__(self, encoder: Encoder, device: torch.device, compile_batch: int | None = None) -> None:
+    def __init__(self, encoder: Encoder, device: torch.device, compile_batch: int | None = None,
+                 graphs: bool = False) -> None:
         module = copy.deepcopy(encoder.module).eval()
         if encoder.identity["bn_mode"] == "eval":
             _fold_batchnorm(module)
@@ -86,6 +88,7 @@ class InferenceEncoder:
         self.identity = encoder.identity
         self.compile_batch = compile_batch
         self.compiled = bool(compile_batch)
+        self.graphs = graphs
         self._forwards: dict[str, nn.Module] = {}
 
     def _forward(self, precision: str) -> nn.Module:
@@ -96,7 +99,7 @@ class InferenceEncoder:
                 from torch._inductor import config as inductor
 
                 inductor.freezing = True  # weights are constants: folded, and prepacked for oneDNN on CPUs
-                module = torch.compile(module, dynamic=False)
+                module = torch.compile(module, dynamic=False, mode="reduce-overhead" if self.graphs else None)
             self._forwards[precision] = module
         return self._forwards[precision]
 
@@ -122,4 +125,5 @@ class InferenceEncoder:
         # always a new tensor made here, in inference mode and in one layout: a view of the caller's tensor or
         # a padded batch would each look different to the compiler's guards, and recompile
         maps = scaled[:, None].to(DTYPES[precision], memory_format=torch.channels_last, copy=True)
-        return self._run(maps, precision)[:n].float()
+        # a copy: a CUDA graph's replay overwrites the outputs of the one before
+        return self._run(maps, precision)[:n].to(torch.float32, copy=True)

@@ -44,8 +44,8 @@ def _encoder(weights: str, sha256: str | None, seed: int, bn_mode: str, normalis
 
 
 @functools.lru_cache(maxsize=2)
-def _inference_encoder(encoder: Encoder, device: str, compile_batch: int | None) -> InferenceEncoder:
-    return InferenceEncoder(encoder, resolve_device(device), compile_batch)
+def _inference_encoder(encoder: Encoder, device: str, compile_batch: int | None, graphs: bool) -> InferenceEncoder:
+    return InferenceEncoder(encoder, resolve_device(device), compile_batch, graphs)
 
 
 def qa_model_for(cfg: ExtractConfig) -> QAModel:
@@ -67,7 +67,8 @@ def models_for(cfg: ExtractConfig) -> Models:
         raise ValueError("models_for needs the compile decision made: call resolve_compile(cfg, maps) first")
     qa, encoder = qa_model_for(cfg), encoder_for(cfg)
     with _loading:
-        inference = _inference_encoder(encoder, cfg.device, cfg.encoder_batch if cfg.compile == "on" else None)
+        inference = _inference_encoder(encoder, cfg.device, cfg.encoder_batch if cfg.compile != "off" else None,
+                                       cfg.compile == "graphs")
     return Models(qa, inference, inference.device)
 
 

@@ -50,8 +50,9 @@ def resolve(cfg: ExtractConfig) -> ExtractConfig:
     """`cfg` with the device's choices made concrete: precision ('auto', recorded in the dataset) and the batch
     sizes left unset."""
     device = resolve_device(cfg.device)
-    bert_batch, encoder_batch = default_batches(device, cfg.max_length)
-    return cfg.model_copy(update={"precision": resolve_precision(cfg.precision, device),
+    precision = resolve_precision(cfg.precision, device)
+    bert_batch, encoder_batch = default_batches(device, cfg.max_length, precision)
+    return cfg.model_copy(update={"precision": precision,
                                   "bert_batch": cfg.bert_batch or bert_batch,
                                   "encoder_batch": cfg.encoder_batch or encoder_batch})
 

@@ -21,7 +21,9 @@ from tasks.errors import InputError
 from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS, attention_maps, head_statistics, scale_maps
 from tasks.extract.models import Models, compute_slot, models_for, squad_file
+from tasks.extract.phases import BATCH, phase
 from tasks.extract.tokens import punctuation_ids, token_masks
+from tasks.extract.transfer import HostCopier, HostCopy
 from tasks.interrupt import raise_if_interrupted
 from tasks.squad import Example, Features, ShardPlan, shard_features
 from tasks.storage import (
@@ -42,42 +44,52 @@ def embed_features(batch: Features, examples: list[Example], punctuation: np.nda
     """Embeddings (features * layers * heads, 2048) and statistics (features, layers, heads, n) of a batch, on
     the device: the maps never leave it. `punctuation`: a bool per vocabulary id."""
     device = models.device
-    ids = torch.from_numpy(batch.input_ids).long().to(device)
-    mask = torch.from_numpy(batch.attention_mask).long().to(device)
-    types = torch.from_numpy(batch.token_type_ids).long().to(device)
-    maps = attention_maps(models.qa.model, ids, mask, types)
+    with phase("bert"):
+        ids = torch.from_numpy(batch.input_ids).long().to(device)
+        mask = torch.from_numpy(batch.attention_mask).long().to(device)
+        types = torch.from_numpy(batch.token_type_ids).long().to(device)
+        maps = attention_maps(models.qa.model, ids, mask, types)
     tokenizer = models.qa.tokenizer
-    stats = head_statistics(maps, token_masks(batch, examples, tokenizer.cls_token_id, tokenizer.sep_token_id,
-                                              punctuation, device))
-    flat = maps.flatten(0, 2)
-    embeddings = torch.cat([
-        models.encoder(scale_maps(chunk, cfg.scaling), cfg.precision)
-        for chunk in flat.split(cfg.encoder_batch)
-    ])
+    with phase("statistics"):
+        stats = head_statistics(maps, token_masks(batch, examples, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                                  punctuation, device))
+    embedded = []
+    for chunk in maps.flatten(0, 2).split(cfg.encoder_batch):
+        with phase("scaling"):
+            scaled = scale_maps(chunk, cfg.scaling)
+        with phase("encoder"):
+            embedded.append(models.encoder(scaled, cfg.precision))
+    embeddings = torch.cat(embedded)
     return embeddings, stats
 
 
 class ShardWriter:
-    """Writes batches of rows on a background thread (device-to-host copy, Arrow conversion, zstd encoding, row
-    groups of whole features), so that the device computes the next batch meanwhile. One batch waits at most."""
+    """Writes batches of rows on a background thread (Arrow conversion, zstd encoding, row groups of whole
+    features), so that the device computes the next batch meanwhile; the device-to-host copies start here and
+    do not hold the device (see `HostCopier`). One batch waits at most."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, device: torch.device) -> None:
         self.file = ShardFileWriter(path, schema)
+        self.copier = HostCopier(device)
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
         self.pending: Future | None = None
         self.row_groups: list[RowGroupRecord] = []
 
-    def _write(self, batch: Features, embeddings: torch.Tensor, stats: torch.Tensor) -> None:
-        self.file.write(batch.feature_id, batch.question_id, batch.span, embeddings.cpu().numpy(), stats.cpu().numpy())
+    def _write(self, batch: Features, outputs: HostCopy) -> None:
+        self.file.write(batch.feature_id, batch.question_id, batch.span, *outputs.arrays())
 
     def _wait(self) -> None:
         if self.pending is not None:
             self.pending.result()
             self.pending = None
 
-    def write(self, batch: Features, embeddings: torch.Tensor, stats: torch.Tensor) -> None:
-        self._wait()
-        self.pending = self.thread.submit(self._write, batch, embeddings, stats)
+    def write(self, batch: Features, *outputs: torch.Tensor) -> None:
+        """Rows of `batch` from its outputs on the device (embeddings, statistics), written meanwhile."""
+        with phase("writer_wait"):
+            self._wait()
+        with phase("copy"):
+            copy = self.copier.start(*outputs)
+        self.pending = self.thread.submit(self._write, batch, copy)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -153,10 +165,11 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
                                       cfg.max_query_length)
             bar = tqdm(total=len(features), desc=shard_name(plan.index), unit="feature", disable=not show_progress)
             punctuation = punctuation_ids(models.qa.tokenizer)
-            with ShardWriter(local, schema) as writer, bar:
+            with ShardWriter(local, schema, models.device) as writer, bar:
                 for batch in _batches(features, cfg.bert_batch):
                     raise_if_interrupted()  # a worker thread: no signal reaches it
-                    writer.write(batch, *embed_features(batch, squad.examples, punctuation, models, cfg))
+                    with phase(BATCH):
+                        writer.write(batch, *embed_features(batch, squad.examples, punctuation, models, cfg))
                     bar.update(len(batch))
             seconds = time.perf_counter() - started
         log.info("%s: %d rows computed in %.1f s", shard_name(plan.index), rows, seconds)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
-from tasks.device import resolve_precision
+from tasks.device import gpu_batches, resolve_precision
 from tasks.extract.encoder import (
     EMBEDDING_DIM,
     IMAGENET_MEAN,
@@ -140,10 +140,12 @@ def test_inference_encoder_computes_the_reference_function(backbone_file, bn_mod
     assert next(encoder.module.parameters()).shape[1] == 3, "the reference module is left as built"
 
 
-def test_the_compiled_encoder_computes_the_same_function_for_full_and_short_batches(backbone_file):
+@pytest.mark.parametrize("graphs", [False, True])  # CUDA graphs: the same code path up to the capture
+def test_the_compiled_encoder_computes_the_same_function_for_full_and_short_batches(backbone_file, graphs):
     encoder = build_encoder(str(backbone_file[0]))
     eager = InferenceEncoder(encoder, torch.device("cpu"))
-    compiled = InferenceEncoder(encoder, torch.device("cpu"), compile_batch=4)
+    compiled = InferenceEncoder(encoder, torch.device("cpu"), compile_batch=4, graphs=graphs)
+    torch._dynamo.reset()  # another test's compiled encoder is another module: its first call here compiles
     generator = torch.Generator().manual_seed(5)
     for n in (4, 3, 4):  # a short batch is padded to the compiled shape, not recompiled
         maps = torch.rand(n, 48, 48, generator=generator) * 255
@@ -183,6 +185,15 @@ def test_bf16_drift_is_small_and_leaves_the_fp32_encoder_alone(backbone_file, bn
 def test_auto_precision_on_cpu_is_bf16_only_with_amx(flags, expected):
     assert resolve_precision("auto", torch.device("cpu"), flags) == expected
     assert resolve_precision("fp16", torch.device("cpu"), flags) == "fp16"
+
+
+def test_gpu_batches_are_the_measured_ones_on_large_gpus_and_shrink_with_memory():
+    gib = 2**30
+    assert gpu_batches(80 * gib, 384, "bf16") == gpu_batches(141 * gib, 384, "fp32") == (32, 256)
+    assert gpu_batches(80 * gib, 192, "bf16") == (32, 1024)  # a batch's activations the same size
+    assert gpu_batches(16 * gib, 384, "fp32") == (9, 113)  # a quarter of 16 GiB: 453 MB a feature, 38 MB a map
+    assert gpu_batches(16 * gib, 384, "bf16")[1] == 227
+    assert gpu_batches(gib // 4, 384, "fp32") == (1, 1)
 
 
 def test_wrong_sha256_is_refused(backbone_file):
