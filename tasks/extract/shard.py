@@ -1,5 +1,5 @@
-"""One shard end to end: features -> attention maps -> scaled maps -> embeddings + statistics -> a verified,
-published Parquet file and its manifest."""
+"""One shard end to end: features -> attention maps -> scaled maps -> embeddings + statistics + pooled maps + head
+divergences -> a verified, published Parquet file and its manifest."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from tasks.config import ExtractConfig
 from tasks.errors import InputError
+from tasks.extract.descriptors import POOLED_SIZE, head_divergence, pooled_maps
 from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS, attention_maps, head_statistics, scale_maps
 from tasks.extract.models import Models, compute_slot, models_for, squad_file
@@ -37,10 +39,21 @@ def _batches(features: Features, size: int) -> Iterator[Features]:
         yield features.take(slice(start, start + size))
 
 
+@dataclass
+class BatchRows:
+    """What a batch of features adds to its shard, on the device: `embeddings` (features * layers * heads, 2048),
+    `statistics` (features, layers, heads, n), `pooled` maps (features * layers * heads, POOLED_SIZE^2) float16,
+    and `head_js`, the sum over the batch's features of the heads' divergences ((layers * heads)^2 float64)."""
+
+    embeddings: torch.Tensor
+    statistics: torch.Tensor
+    pooled: torch.Tensor
+    head_js: torch.Tensor
+
+
 def embed_features(batch: Features, examples: list[Example], punctuation: np.ndarray, models: Models,
-                   cfg: ExtractConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings (features * layers * heads, 2048) and statistics (features, layers, heads, n) of a batch, on
-    the device: the maps never leave it. `punctuation`: a bool per vocabulary id."""
+                   cfg: ExtractConfig) -> BatchRows:
+    """A batch's rows, computed on the device: the maps never leave it. `punctuation`: a bool per vocabulary id."""
     device = models.device
     ids = torch.from_numpy(batch.input_ids).long().to(device)
     mask = torch.from_numpy(batch.attention_mask).long().to(device)
@@ -54,7 +67,9 @@ def embed_features(batch: Features, examples: list[Example], punctuation: np.nda
         models.encoder(scale_maps(chunk, cfg.scaling), cfg.precision)
         for chunk in flat.split(cfg.encoder_batch)
     ])
-    return embeddings, stats
+    lengths = batch.attention_mask.sum(1)  # real tokens come first
+    return BatchRows(embeddings, stats, pooled_maps(maps, torch.from_numpy(lengths).to(device)),
+                     head_divergence(maps, lengths.tolist()))
 
 
 class ShardWriter:
@@ -67,17 +82,18 @@ class ShardWriter:
         self.pending: Future | None = None
         self.row_groups: list[RowGroupRecord] = []
 
-    def _write(self, batch: Features, embeddings: torch.Tensor, stats: torch.Tensor) -> None:
-        self.file.write(batch.feature_id, batch.question_id, batch.span, embeddings.cpu().numpy(), stats.cpu().numpy())
+    def _write(self, batch: Features, rows: BatchRows) -> None:
+        self.file.write(batch.feature_id, batch.question_id, batch.span, rows.embeddings.cpu().numpy(),
+                        rows.statistics.cpu().numpy(), rows.pooled.cpu().numpy())
 
     def _wait(self) -> None:
         if self.pending is not None:
             self.pending.result()
             self.pending = None
 
-    def write(self, batch: Features, embeddings: torch.Tensor, stats: torch.Tensor) -> None:
+    def write(self, batch: Features, rows: BatchRows) -> None:
         self._wait()
-        self.pending = self.thread.submit(self._write, batch, embeddings, stats)
+        self.pending = self.thread.submit(self._write, batch, rows)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -143,7 +159,7 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
     if models.qa.identity.get("commit") != (record.model.model_extra or {}).get("commit"):
         raise InputError(f"model '{cfg.model}': revision {cfg.model_revision!r} now resolves to commit "
                          f"{models.qa.identity.get('commit')}, the dataset was planned with another")
-    schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS)
+    schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS, POOLED_SIZE * POOLED_SIZE)
     rows = plan.n_features * models.qa.n_layers * models.qa.n_heads
     with _named_if_disk_full(dest, shard_name(plan.index)), staging_dir(dest) as staging:
         local = staging / f"{shard_name(plan.index)}.parquet"
@@ -153,10 +169,13 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
                                       cfg.max_query_length)
             bar = tqdm(total=len(features), desc=shard_name(plan.index), unit="feature", disable=not show_progress)
             punctuation = punctuation_ids(models.qa.tokenizer)
+            head_js = 0.0
             with ShardWriter(local, schema) as writer, bar:
                 for batch in _batches(features, cfg.bert_batch):
                     raise_if_interrupted()  # a worker thread: no signal reaches it
-                    writer.write(batch, *embed_features(batch, squad.examples, punctuation, models, cfg))
+                    computed = embed_features(batch, squad.examples, punctuation, models, cfg)
+                    writer.write(batch, computed)
+                    head_js = head_js + computed.head_js
                     bar.update(len(batch))
             seconds = time.perf_counter() - started
         log.info("%s: %d rows computed in %.1f s", shard_name(plan.index), rows, seconds)
@@ -168,6 +187,8 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
             "seconds": round(seconds, 3),
             "maps_per_second": round(rows / seconds, 2),
             "row_groups": writer.row_groups,
+            "head_js": head_js.cpu().tolist(),
+            "head_js_features": len(features),
         })
     log.info("%s: %d rows published to %s (%.1f maps/s)", shard_name(plan.index), manifest.rows,
              cfg.dest, manifest.maps_per_second)
