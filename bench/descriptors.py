@@ -1,7 +1,8 @@
 """The per-map cost of the model-free descriptors (the map pooled to 16 x 16, the heads' Jensen-Shannon
 divergences) beside the encoder's and the statistics', measured side by side in one run on the same maps:
 bert-base-random (144 heads) at 384 tokens on the embedded sample's features, and on full-length random maps
-(every token real: the divergence's worst case, quadratic in the real tokens). Writes a JSON record.
+(every token real: the divergence's worst case, quadratic in the real tokens), the divergence eager and
+torch.compile'd. Writes a JSON record.
 
     python bench/descriptors.py --features 2 --encoder-maps 16
 """
@@ -68,6 +69,10 @@ def main() -> None:
         "pooled 16x16": timed(lambda: pooled_maps(maps, torch.from_numpy(lengths).to(device)), args.repeats) / n_maps,
         "head JS, these features": timed(lambda: head_divergence(maps, lengths.tolist()), 1) / n_maps,
         "head JS, 384 real tokens": timed(lambda: head_divergence(full, [384]), 1) / (full.shape[1] * full.shape[2]),
+        # compiled: the first call compiles (the extraction's --compile on); the best of two is kept
+        "head JS compiled, these": timed(lambda: head_divergence(maps, lengths.tolist(), compiled=True), 2) / n_maps,
+        "head JS compiled, 384": timed(lambda: head_divergence(full, [384], compiled=True), 2) / (
+            full.shape[1] * full.shape[2]),
     }
     encoder = per_map["encoder (ResNet-50)"]
     print(f"device {device}, {torch.get_num_threads()} threads, precision {cfg.precision}: {args.features} features "

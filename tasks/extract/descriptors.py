@@ -4,6 +4,7 @@ to a small fixed grid over its real tokens, and the Jensen-Shannon divergence be
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -32,38 +33,49 @@ def pooled_maps(maps: torch.Tensor, lengths: torch.Tensor, size: int = POOLED_SI
     return pooled.flatten(-2).flatten(0, 2).half()
 
 
-def _xlogx_rows(x: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
-    """The sum over the last axis of x log x (0 where x is 0: the log's argument is clamped to the smallest
-    normal float, which changes no term by more than 1e-36); `scratch`, x's shape, takes the logs."""
-    return torch.clamp_min(x, torch.finfo(x.dtype).tiny, out=scratch).log_().mul_(x).sum(-1)
+def _xlogx_rows(x: torch.Tensor) -> torch.Tensor:
+    """The sum over the last axis of x log x, 0 where x is 0: the log's argument is clamped to the smallest normal
+    float, which changes no term by more than 1e-36."""
+    return x.clamp_min(torch.finfo(x.dtype).tiny).log_().mul_(x).sum(-1)
 
 
-def head_divergence(maps: torch.Tensor, lengths: Sequence[int], chunk_elements: int = JS_CHUNK_ELEMENTS
-                    ) -> torch.Tensor:
+def _pair_rows(p_b: torch.Tensor, p_a: torch.Tensor, entropy_b: torch.Tensor, entropy_a: torch.Tensor,
+               mass_b: torch.Tensor, mass_a: torch.Tensor) -> torch.Tensor:
+    """The divergence of head a (p_a: rows x keys) from each head b (p_b: heads x rows x keys), averaged over the
+    rows, given each row's entropy and mass: H((P + Q) / 2) = (H(P + Q) + ln 2 * sum (P + Q)) / 2."""
+    mixed = (math.log(2) * (mass_b + mass_a) - _xlogx_rows(p_b + p_a)) / 2
+    return (mixed - (entropy_b + entropy_a) / 2).clamp(0.0, math.log(2)).mean(-1)
+
+
+@functools.cache
+def _compiled_pair_rows():
+    """`_pair_rows` compiled once per process: one fused pass over the maps instead of one per operation."""
+    return torch.compile(_pair_rows, dynamic=True)
+
+
+def head_divergence(maps: torch.Tensor, lengths: Sequence[int], chunk_elements: int = JS_CHUNK_ELEMENTS,
+                    compiled: bool = False) -> torch.Tensor:
     """The sum over the features of `maps` (features, layers, heads, seq, seq) of the Jensen-Shannon divergence
     (nats, in [0, ln 2]) between every two heads' attention distributions over the real keys, per real query row,
     averaged over those rows: a symmetric (layers * heads)^2 float64 matrix with a zero diagonal, heads flat as
     layer * heads + head. `lengths`: each feature's real token count.
 
-    Computed in float32 as JS(P, Q) = H((P + Q) / 2) - (H(P) + H(Q)) / 2, with H((P + Q) / 2) =
-    (H(P + Q) + ln 2 * sum (P + Q)) / 2; each row's value is clamped to [0, ln 2] against rounding. One head
-    against the later heads at a time, at most `chunk_elements` map elements at once (two buffers that size)."""
+    Computed in float32 as JS(P, Q) = H((P + Q) / 2) - (H(P) + H(Q)) / 2, each row's value clamped to [0, ln 2]
+    against rounding; one head against the later heads at a time, at most `chunk_elements` map elements at once;
+    with `compiled`, each step is one torch.compile'd kernel."""
+    step_rows = _compiled_pair_rows() if compiled else _pair_rows
     features, layers, heads, seq, _ = maps.shape
     count = layers * heads
     total = torch.zeros((count, count), dtype=torch.float64, device=maps.device)
     for feature, n in zip(maps, lengths):
         p = feature.reshape(count, seq, seq)[:, :n, :n].float().contiguous()
         step = max(1, min(count, chunk_elements // max(n * n, 1)))
-        both, scratch = torch.empty((2, step, n, n), dtype=p.dtype, device=p.device)
-        entropy = -torch.cat([_xlogx_rows(p[i:i + step], scratch[:len(p[i:i + step])]) for i in range(0, count, step)])
-        mass = p.sum(-1)  # (heads, rows): 1 where the row's mass is all on real keys
+        entropy = -torch.cat([_xlogx_rows(p[i:i + step]) for i in range(0, count, step)])  # (heads, rows)
+        mass = p.sum(-1)  # 1 a row where its attention is all on real keys
         upper = torch.zeros((count, count), dtype=torch.float32, device=maps.device)
         for a in range(count - 1):
             for start in range(a + 1, count, step):
-                stop = min(start + step, count)
-                pair = torch.add(p[start:stop], p[a], out=both[:stop - start])
-                mixed = (math.log(2) * (mass[start:stop] + mass[a]) - _xlogx_rows(pair, scratch[:stop - start])) / 2
-                rows = mixed - (entropy[start:stop] + entropy[a]) / 2
-                upper[a, start:stop] = rows.clamp(0.0, math.log(2)).mean(-1)
+                b = slice(start, min(start + step, count))
+                upper[a, b] = step_rows(p[b], p[a], entropy[b], entropy[a], mass[b], mass[a])
         total += (upper + upper.T).double()
     return total

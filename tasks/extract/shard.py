@@ -69,7 +69,7 @@ def embed_features(batch: Features, examples: list[Example], punctuation: np.nda
     ])
     lengths = batch.attention_mask.sum(1)  # real tokens come first
     return BatchRows(embeddings, stats, pooled_maps(maps, torch.from_numpy(lengths).to(device)),
-                     head_divergence(maps, lengths.tolist()))
+                     head_divergence(maps, lengths.tolist(), compiled=cfg.compile == "on"))
 
 
 class ShardWriter:

@@ -107,6 +107,15 @@ def test_divergence_matches_a_float64_reference_on_padded_random_maps():
     assert reference.max() > 0.3, "heads that differ"
 
 
+def test_the_compiled_divergence_equals_the_eager_one():
+    lengths, seq = [16, 11, 9], 16
+    real = torch.arange(seq)[None, :] < torch.tensor(lengths)[:, None]
+    logits = torch.randn(len(lengths), 2, 3, seq, seq, generator=torch.Generator().manual_seed(1)) * 2
+    maps = torch.softmax(logits.masked_fill(~real[:, None, None, None, :], -torch.inf), -1)
+    eager = head_divergence(maps, lengths, chunk_elements=3 * seq * seq)
+    torch.testing.assert_close(head_divergence(maps, lengths, 3 * seq * seq, compiled=True), eager, rtol=0, atol=1e-6)
+
+
 def test_an_extraction_writes_the_pooled_maps_and_the_head_divergences(tmp_path):
     # shard 2 of the embedded sample at 48 tokens: features 8-11, one of them with 43 real tokens
     cfg = resolve(ExtractConfig(model="tiny-random-bert", max_length=48, doc_stride=24, shard_size=4, shards=[2],
