@@ -24,10 +24,13 @@ from tasks.cluster.reducer import Reducer, capped_components, fit_reducer
 from tasks.cluster.resources import MemoryBudget, timed
 from tasks.errors import InputError
 from tasks.groups import Projection, Sampling
-from tasks.storage import BytesRead, KEY_COLUMNS, Location, Manifest, ShardError, embedding_matrix, read_rows, retrying
+from tasks.storage import (
+    BytesRead, KEY_COLUMNS, Location, Manifest, POOLED, ShardError, embedding_matrix, read_rows, retrying,
+)
 
 FIT_GROUP_ROWS = 4  # the fit sample is drawn from row groups holding this many times its rows
 FIT_OVERSAMPLE = 1.2  # rows drawn over fit_rows, so that the seeded draw has enough to cut it to fit_rows exactly
+FIT_COLUMNS = ("feature_id", "layer", "head", "embedding")  # what the PCA fit reads: the draw's keys, the vectors
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def fit_vectors(dataset: Location, manifest: Manifest, groups: list[int] | None,
                 ) -> np.ndarray:
     """A seeded `share` of the sampled rows of some row groups of a shard (all where None), as float32 vectors."""
     vectors = []
-    for table in read_rows(dataset, manifest, spec.feature_stop(manifest), row_groups=groups):
+    for table in read_rows(dataset, manifest, spec.feature_stop(manifest), FIT_COLUMNS, row_groups=groups):
         table = sampled_rows(table, spec)
         keep = _uniform_of(table, spec.seed + 1) < share
         vectors.append(embedding_matrix(table.filter(pa.array(keep))))
@@ -140,7 +143,7 @@ def _project_job(dataset: Location, manifest: Manifest, spec: SampleSpec, reduce
     statistics, reduced vectors, bytes read)."""
     counter = BytesRead()
     keys, numbers, reduced = [], [], []
-    for table in read_rows(dataset, manifest, spec.feature_stop(manifest), counter=counter):
+    for table in read_rows(dataset, manifest, spec.feature_stop(manifest), counter=counter, exclude=(POOLED,)):
         table = sampled_rows(table, spec)
         reduced.append(reducer.transform(embedding_matrix(table)))
         keys.append(table.select(list(KEY_COLUMNS)))

@@ -18,7 +18,7 @@ from tasks.compare.alignment import Pair, check_keys
 from tasks.errors import InputError
 from tasks.groups import Projection
 from tasks.research import feature_questions
-from tasks.storage import BytesRead, Manifest, embedding_matrix, read_rows, retrying
+from tasks.storage import POOLED, BytesRead, Manifest, embedding_matrix, read_rows, retrying
 
 
 @dataclass
@@ -86,8 +86,8 @@ def _read_shard_pair(pair: Pair, manifest_a: Manifest, manifest_b: Manifest, spe
     """One shard of each dataset read a row group at a time in step, the sample's rows kept and checked."""
     counter, stop, n_slots = BytesRead(), spec.feature_stop(manifest_a), pair.layers * pair.heads
     features, slots, keys, stats, reduced, sums = [], [], [], ([], []), ([], []), [0.0, 0.0]
-    for table_a, table_b in zip(read_rows(pair.a, manifest_a, stop, counter=counter),
-                                read_rows(pair.b, manifest_b, stop, counter=counter)):
+    for table_a, table_b in zip(read_rows(pair.a, manifest_a, stop, counter=counter, exclude=(POOLED,)),
+                                read_rows(pair.b, manifest_b, stop, counter=counter, exclude=(POOLED,))):
         table_a, table_b = sampled_rows(table_a, spec), sampled_rows(table_b, spec)
         check_keys(pair, table_a, table_b)
         slot = table_a["layer"].to_numpy().astype(np.int64) * pair.heads + table_a["head"].to_numpy()

@@ -1,5 +1,6 @@
-"""Attention maps to embeddings: the QA model and its maps, scaling, per-map statistics, the encoder, one shard
-end to end, the plan of an extraction and exemplar maps recomputed for reports.
+"""Attention maps to embeddings: the QA model and its maps, scaling, per-map statistics, pooled maps and head
+divergences, the encoder, one shard end to end, the plan of an extraction and exemplar maps recomputed for
+reports.
 
 The public face of the stage: other stages and the flows import only these names, from `tasks.extract`;
 each is imported from its module when first used."""

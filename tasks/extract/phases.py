@@ -11,7 +11,7 @@ from torch.profiler import record_function
 
 PREFIX = "extract."
 BATCH = "batch"
-PHASES = ("bert", "statistics", "scaling", "encoder", "copy", "writer_wait")  # the parts of a batch, in order
+PHASES = ("bert", "statistics", "scaling", "encoder", "descriptors", "copy", "writer_wait")  # the parts of a batch, in order
 
 
 def phase(name: str) -> record_function:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from tasks.config import ExtractConfig, fingerprint
 from tasks.device import default_batches, resolve_device, resolve_precision
 from tasks.errors import InputError
+from tasks.extract.descriptors import POOLED_SIZE
 from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS
 from tasks.extract.models import encoder_for, qa_model_for, squad_file
@@ -81,7 +82,7 @@ def plan_extraction(cfg: ExtractConfig) -> ExtractionPlan:
     source = {"location": config.pop("source"), "sha256": squad.sha256,
               "examples": len(squad.examples), "features": len(features)}
     identity = {"config": config, "source_sha256": squad.sha256, "model": model, "encoder": encoder,
-                "statistics": list(STATISTICS)}
+                "statistics": list(STATISTICS), "pooled": POOLED_SIZE}
     record = DatasetRecord(
         format=FORMAT, fingerprint=fingerprint(identity), config=config, source=source, model=model,
         encoder=encoder, statistics=list(STATISTICS),

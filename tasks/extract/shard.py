@@ -1,5 +1,5 @@
-"""One shard end to end: features -> attention maps -> scaled maps -> embeddings + statistics -> a verified,
-published Parquet file and its manifest."""
+"""One shard end to end: features -> attention maps -> scaled maps -> embeddings + statistics + pooled maps + head
+divergences -> a verified, published Parquet file and its manifest."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from tasks.config import ExtractConfig
 from tasks.errors import InputError
+from tasks.extract.descriptors import POOLED_SIZE, head_divergence, pooled_maps
 from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS, attention_maps, head_statistics, scale_maps
 from tasks.extract.models import Models, compute_slot, models_for, squad_file
@@ -39,10 +41,21 @@ def _batches(features: Features, size: int) -> Iterator[Features]:
         yield features.take(slice(start, start + size))
 
 
+@dataclass
+class BatchRows:
+    """What a batch of features adds to its shard, on the device: `embeddings` (features * layers * heads, 2048),
+    `statistics` (features, layers, heads, n), `pooled` maps (features * layers * heads, POOLED_SIZE^2) float16,
+    and `head_js`, the sum over the batch's features of the heads' divergences ((layers * heads)^2 float64)."""
+
+    embeddings: torch.Tensor
+    statistics: torch.Tensor
+    pooled: torch.Tensor
+    head_js: torch.Tensor
+
+
 def embed_features(batch: Features, examples: list[Example], punctuation: np.ndarray, models: Models,
-                   cfg: ExtractConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings (features * layers * heads, 2048) and statistics (features, layers, heads, n) of a batch, on
-    the device: the maps never leave it. `punctuation`: a bool per vocabulary id."""
+                   cfg: ExtractConfig) -> BatchRows:
+    """A batch's rows, computed on the device: the maps never leave it. `punctuation`: a bool per vocabulary id."""
     device = models.device
     with phase("bert"):
         ids = torch.from_numpy(batch.input_ids).long().to(device)
@@ -59,8 +72,11 @@ def embed_features(batch: Features, examples: list[Example], punctuation: np.nda
             scaled = scale_maps(chunk, cfg.scaling)
         with phase("encoder"):
             embedded.append(models.encoder(scaled, cfg.precision))
-    embeddings = torch.cat(embedded)
-    return embeddings, stats
+    with phase("descriptors"):
+        lengths = batch.attention_mask.sum(1)  # real tokens come first
+        pooled = pooled_maps(maps, torch.from_numpy(lengths).to(device))
+        head_js = head_divergence(maps, lengths.tolist(), compiled=cfg.compile in ("on", "graphs"))
+    return BatchRows(torch.cat(embedded), stats, pooled, head_js)
 
 
 class ShardWriter:
@@ -83,12 +99,12 @@ class ShardWriter:
             self.pending.result()
             self.pending = None
 
-    def write(self, batch: Features, *outputs: torch.Tensor) -> None:
-        """Rows of `batch` from its outputs on the device (embeddings, statistics), written meanwhile."""
+    def write(self, batch: Features, rows: BatchRows) -> None:
+        """A batch's rows from the device (embeddings, statistics, pooled maps), written meanwhile."""
         with phase("writer_wait"):
             self._wait()
         with phase("copy"):
-            copy = self.copier.start(*outputs)
+            copy = self.copier.start(rows.embeddings, rows.statistics, rows.pooled)
         self.pending = self.thread.submit(self._write, batch, copy)
 
     def __enter__(self) -> ShardWriter:
@@ -155,7 +171,7 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
     if models.qa.identity.get("commit") != (record.model.model_extra or {}).get("commit"):
         raise InputError(f"model '{cfg.model}': revision {cfg.model_revision!r} now resolves to commit "
                          f"{models.qa.identity.get('commit')}, the dataset was planned with another")
-    schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS)
+    schema = row_schema(EMBEDDING_DIM, cfg.dtype, STATISTICS, POOLED_SIZE * POOLED_SIZE)
     rows = plan.n_features * models.qa.n_layers * models.qa.n_heads
     with _named_if_disk_full(dest, shard_name(plan.index)), staging_dir(dest) as staging:
         local = staging / f"{shard_name(plan.index)}.parquet"
@@ -165,11 +181,14 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
                                       cfg.max_query_length)
             bar = tqdm(total=len(features), desc=shard_name(plan.index), unit="feature", disable=not show_progress)
             punctuation = punctuation_ids(models.qa.tokenizer)
+            head_js = 0.0
             with ShardWriter(local, schema, models.device) as writer, bar:
                 for batch in _batches(features, cfg.bert_batch):
                     raise_if_interrupted()  # a worker thread: no signal reaches it
                     with phase(BATCH):
-                        writer.write(batch, *embed_features(batch, squad.examples, punctuation, models, cfg))
+                        computed = embed_features(batch, squad.examples, punctuation, models, cfg)
+                        writer.write(batch, computed)
+                    head_js = head_js + computed.head_js
                     bar.update(len(batch))
             seconds = time.perf_counter() - started
         log.info("%s: %d rows computed in %.1f s", shard_name(plan.index), rows, seconds)
@@ -181,6 +200,8 @@ def extract_shard(cfg: ExtractConfig, plan: ShardPlan, record: DatasetRecord, sh
             "seconds": round(seconds, 3),
             "maps_per_second": round(rows / seconds, 2),
             "row_groups": writer.row_groups,
+            "head_js": head_js.cpu().tolist(),
+            "head_js_features": len(features),
         })
     log.info("%s: %d rows published to %s (%.1f maps/s)", shard_name(plan.index), manifest.rows,
              cfg.dest, manifest.maps_per_second)

@@ -13,8 +13,8 @@ __all__, __getattr__, __dir__ = public_face(__name__, {
     "lease": ["check_free", "destination_lease"],
     "location": ["Location", "cache_dir"],
     "reading": ["BytesRead", "read_rows"],
-    "records": ["DatasetRecord", "FORMAT", "Manifest", "RowGroupRecord"],
-    "rows": ["KEY_COLUMNS", "embedding_matrix", "row_schema"],
+    "records": ["DatasetRecord", "FORMAT", "Manifest", "RowGroupRecord", "head_js_sum"],
+    "rows": ["KEY_COLUMNS", "POOLED", "embedding_matrix", "pooled_matrix", "row_schema"],
     "shards": [
         "ShardError", "manifest_listing", "publish_shard", "published_manifests", "readable_manifests",
         "remove_stale_staging", "select_manifests", "shard_name", "staging_dir",

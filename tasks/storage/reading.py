@@ -100,11 +100,16 @@ def _before(table: pa.Table, feature_stop: int | None) -> pa.Table:
     return table.filter(pc.less(table["feature_id"], feature_stop))
 
 
+def _chosen(names: Sequence[str], columns: Sequence[str] | None, exclude: Sequence[str]) -> list[str]:
+    return list(columns) if columns else [name for name in names if name not in exclude]
+
+
 def _selected_rows(dest: Location, manifest: Manifest, feature_stop: int | None, columns: Sequence[str] | None,
-                   verify: bool, counter: BytesRead, row_groups: Sequence[int] | None) -> Iterator[pa.Table]:
+                   exclude: Sequence[str], verify: bool, counter: BytesRead, row_groups: Sequence[int] | None
+                   ) -> Iterator[pa.Table]:
     if manifest.row_groups is None:
         table = _before(_read_whole(dest, manifest, verify, counter), feature_stop)
-        yield table.select(list(columns)) if columns else table
+        yield table.select(_chosen(table.column_names, columns, exclude))
         return
     with dest.fs.open(dest.path(manifest.file), "rb", cache_type="none") as raw:
         file = _CountingFile(raw, counter)
@@ -116,22 +121,23 @@ def _selected_rows(dest: Location, manifest: Manifest, feature_stop: int | None,
         parquet = pq.ParquetFile(file, metadata=metadata, page_checksum_verification=verify)  # footer read once
         if parquet.metadata.num_rows != manifest.rows or parquet.num_row_groups != len(manifest.row_groups):
             raise ShardError(f"{dest.url}: {manifest.file} does not match its manifest (rows, row groups)")
-        wanted = None if columns is None else sorted(set(columns) | ({"feature_id"} if feature_stop else set()))
+        chosen = _chosen(parquet.schema_arrow.names, columns, exclude)
+        wanted = sorted(set(chosen) | ({"feature_id"} if feature_stop else set()))
         for group in _row_groups(manifest, feature_stop, row_groups):
-            table = _before(parquet.read_row_group(group, columns=wanted), feature_stop)
-            yield table.select(list(columns)) if columns else table
+            yield _before(parquet.read_row_group(group, columns=wanted), feature_stop).select(chosen)
 
 
 def read_rows(dest: Location, manifest: Manifest, feature_stop: int | None = None,
               columns: Sequence[str] | None = None, verify: bool = True, counter: BytesRead | None = None,
-              row_groups: Sequence[int] | None = None) -> Iterator[pa.Table]:
-    """The shard's rows whose feature id is below `feature_stop` (all where None), `columns` only (all where
-    None), a row group at a time (only `row_groups` where given; format 1 shards are one group). Every way the
-    file can be damaged (missing, cut short, not Parquet, a footer or page that fails its check, rows that
-    differ from the manifest) raises ShardError naming the dataset and the file; transient storage faults are
-    raised as they are, for the caller's retries."""
+              row_groups: Sequence[int] | None = None, exclude: Sequence[str] = ()) -> Iterator[pa.Table]:
+    """The shard's rows whose feature id is below `feature_stop` (all where None), `columns` only (where None,
+    every column but those in `exclude`, which need not exist), a row group at a time (only `row_groups` where
+    given; format 1 shards are one group, read whole). Every way the file can be damaged (missing, cut short, not
+    Parquet, a footer or page that fails its check, rows that differ from the manifest) raises ShardError naming
+    the dataset and the file; transient storage faults are raised as they are, for the caller's retries."""
     try:
-        yield from _selected_rows(dest, manifest, feature_stop, columns, verify, counter or BytesRead(), row_groups)
+        yield from _selected_rows(dest, manifest, feature_stop, columns, exclude, verify, counter or BytesRead(),
+                                  row_groups)
     except ShardError:
         raise
     except FileNotFoundError as exc:

@@ -6,14 +6,17 @@ earlier version that this code still reads is listed in `READABLE_FORMATS`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from tasks.errors import InputError
 
-FORMAT = "squad-attention-atlas/3"  # 2: row groups of whole features, page checksums, footer sha256; 3: role statistics
-READABLE_FORMATS = ("squad-attention-atlas/1", "squad-attention-atlas/2", FORMAT)
+# 2: row groups of whole features, page checksums, footer sha256; 3: role statistics; 4: pooled maps, head divergences
+FORMAT = "squad-attention-atlas/4"
+READABLE_FORMATS = ("squad-attention-atlas/1", "squad-attention-atlas/2", "squad-attention-atlas/3", FORMAT)
 
 
 class RecordError(InputError):
@@ -121,6 +124,28 @@ class Manifest(_Record):
     maps_per_second: float
     row_groups: list[RowGroupRecord] | None = None  # format 2: read selectively, pages checked by CRC
     footer_sha256: str | None = None  # format 2: the Parquet footer, checked at every read
+    head_js: list[list[float]] | None = None  # format 4: heads x heads sum over the features of their JS divergence
+    head_js_features: int | None = None  # format 4: the features summed in head_js
+
+    @field_validator("head_js")
+    @classmethod
+    def _square(cls, value: list[list[float]] | None) -> list[list[float]] | None:
+        if value is not None and any(len(row) != len(value) for row in value):
+            raise ValueError("not a square matrix")
+        return value
+
+
+def head_js_sum(manifests: Iterable[Manifest]) -> tuple[np.ndarray, int] | None:
+    """The sum of the shards' head divergence sums (heads x heads, float64, heads flat as layer * heads + head) and
+    of the features summed; None where a manifest has none (format 3 or older) or there are no manifests."""
+    total, features = None, 0
+    for manifest in manifests:
+        if manifest.head_js is None or manifest.head_js_features is None:
+            return None
+        values = np.asarray(manifest.head_js, dtype=np.float64)
+        total = values if total is None else total + values
+        features += manifest.head_js_features
+    return None if total is None else (total, features)
 
 
 class LeaseRecord(_Record):

@@ -29,9 +29,9 @@ class ShardFileWriter:
         self.row_groups: list[RowGroupRecord] = []
 
     def write(self, feature_id: np.ndarray, question_id: Sequence[str], span: np.ndarray, embeddings: np.ndarray,
-              statistics: np.ndarray) -> None:
+              statistics: np.ndarray, pooled: np.ndarray | None = None) -> None:
         """Rows of a batch of features (see `rows_table`); a row group is written once enough have come."""
-        self.pending.append(rows_table(self.schema, feature_id, question_id, span, embeddings, statistics))
+        self.pending.append(rows_table(self.schema, feature_id, question_id, span, embeddings, statistics, pooled))
         self.pending_features += [int(f) for f in feature_id]
         while len(self.pending_features) >= self.group_features:
             self._flush(self.group_features)

@@ -15,7 +15,7 @@ from tasks.extract.encoder import EMBEDDING_DIM
 from tasks.extract.maps import STATISTICS
 from tasks.extract.phases import BATCH, PHASES, device_idle, device_work, phase_times
 from tasks.extract.plan import plan_extraction, resolve
-from tasks.extract.shard import ShardWriter, extract_shard
+from tasks.extract.shard import BatchRows, ShardWriter, extract_shard
 from tasks.extract.transfer import HostCopier
 from tasks.squad.features import Features
 from tasks.storage.rows import row_schema
@@ -46,7 +46,7 @@ def test_device_idle_counts_overlapping_work_once_and_the_gaps_between():
     assert device_idle([]).span_us == 0
 
 
-def _batch(first: int, n: int, layers: int = 2, heads: int = 3) -> tuple[Features, torch.Tensor, torch.Tensor]:
+def _batch(first: int, n: int, layers: int = 2, heads: int = 3) -> tuple[Features, BatchRows]:
     generator = torch.Generator().manual_seed(first)
     features = Features(
         input_ids=np.zeros((n, 4), np.int64), attention_mask=np.ones((n, 4), np.int64),
@@ -55,18 +55,21 @@ def _batch(first: int, n: int, layers: int = 2, heads: int = 3) -> tuple[Feature
         span=np.zeros(n, np.int64))
     statistics = torch.rand(n, layers, heads, len(STATISTICS), generator=generator)
     statistics[0, 0, 0, -1] = torch.nan  # a statistic with no value: written as null
-    return features, torch.rand(n * layers * heads, EMBEDDING_DIM, generator=generator), statistics
+    embeddings = torch.rand(n * layers * heads, EMBEDDING_DIM, generator=generator)
+    pooled = torch.rand(n * layers * heads, 256, generator=generator).half()
+    return features, BatchRows(embeddings, statistics, pooled, torch.zeros(layers * heads, layers * heads))
 
 
 def test_the_writer_with_its_host_copies_writes_the_rows_it_is_given(tmp_path):
-    schema = row_schema(EMBEDDING_DIM, "float32", STATISTICS)
+    schema = row_schema(EMBEDDING_DIM, "float32", STATISTICS, pooled=256)
     batches = [_batch(0, 3), _batch(3, 2), _batch(5, 4)]
     with ShardWriter(tmp_path / "writer.parquet", schema, torch.device("cpu")) as writer:
-        for features, embeddings, statistics in batches:
-            writer.write(features, embeddings, statistics)
+        for features, rows in batches:
+            writer.write(features, rows)
     direct = ShardFileWriter(tmp_path / "direct.parquet", schema)
-    for features, embeddings, statistics in batches:
-        direct.write(features.feature_id, features.question_id, features.span, embeddings.numpy(), statistics.numpy())
+    for features, rows in batches:
+        direct.write(features.feature_id, features.question_id, features.span, rows.embeddings.numpy(),
+                     rows.statistics.numpy(), rows.pooled.numpy())
     assert writer.row_groups == direct.close()
     written = pq.read_table(tmp_path / "writer.parquet")
     assert written.num_rows == 9 * 6 and written.equals(pq.read_table(tmp_path / "direct.parquet"))

@@ -17,31 +17,32 @@ from tiny import REPO
 from tasks.storage.location import Location
 from tasks.storage.reading import BytesRead, read_rows, read_shard
 from tasks.storage.records import Manifest
-from tasks.storage.rows import row_schema, rows_table
+from tasks.storage.rows import pooled_matrix, row_schema, rows_table
 from tasks.storage.shards import ShardError, manifest_listing, publish_shard, staging_dir
 from tasks.storage.writer import ShardFileWriter
 
 LAYERS, HEADS, DIM, FEATURES = 3, 4, 256, 40
-SCHEMA = row_schema(DIM, "float32", ("entropy",))
 
-
-def _write(dest: Location, first: int = 100, index: int = 0) -> tuple[Manifest, pa.Table]:
-    """Shard `index`: FEATURES features written in batches of 3 features, row groups of 4 features."""
+def _write(dest: Location, first: int = 100, index: int = 0, pooled: int = 0) -> tuple[Manifest, pa.Table]:
+    """Shard `index`: FEATURES features written in batches of 3 features, row groups of 4 features; with `pooled`
+    maps of that many values where not 0."""
     rng = np.random.default_rng(0)
+    schema = row_schema(DIM, "float32", ("entropy",), pooled)
     tables = []
     with staging_dir(dest) as staging:
-        writer = ShardFileWriter(staging / "s.parquet", SCHEMA, group_features=4)
+        writer = ShardFileWriter(staging / "s.parquet", schema, group_features=4)
         for start in range(first, first + FEATURES, 3):
             features = np.arange(start, min(start + 3, first + FEATURES))
             rows = len(features) * LAYERS * HEADS
             args = (features, [f"q{f}" for f in features], np.zeros(len(features)),
-                    rng.normal(size=(rows, DIM)).astype(np.float32), rng.random((len(features), LAYERS, HEADS, 1)))
+                    rng.normal(size=(rows, DIM)).astype(np.float32), rng.random((len(features), LAYERS, HEADS, 1)),
+                    rng.random((rows, pooled)).astype(np.float16) if pooled else None)
             writer.write(*args)
-            tables.append(rows_table(SCHEMA, *args))
+            tables.append(rows_table(schema, *args))
         groups = writer.close()
         table = pa.concat_tables(tables)
         details = shard_details("fp", (first, first + FEATURES)) | {"row_groups": groups}
-        return publish_shard(dest, index, staging / "s.parquet", SCHEMA, table.num_rows, details), table
+        return publish_shard(dest, index, staging / "s.parquet", schema, table.num_rows, details), table
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -55,6 +56,18 @@ def test_row_groups_hold_whole_features_and_the_manifest_says_which(dest):
     assert [g.features for g in manifest.row_groups] == [(100 + i, 104 + i) for i in range(0, FEATURES, 4)]
     assert all(g.rows == 4 * LAYERS * HEADS for g in manifest.row_groups) and manifest.footer_sha256
     assert read_shard(dest, 0).equals(table)
+
+
+def test_an_excluded_column_is_not_read(dest):
+    manifest, table = _write(dest, pooled=DIM)
+    whole, without = BytesRead(), BytesRead()
+    assert pa.concat_tables(read_rows(dest, manifest, counter=whole)).equals(table)
+    assert pooled_matrix(table).dtype == np.float16 and pooled_matrix(table).shape == (table.num_rows, DIM)
+    rows = pa.concat_tables(read_rows(dest, manifest, feature_stop=120, counter=without, exclude=["pooled"]))
+    assert rows.equals(table.filter(pa.compute.less(table["feature_id"], 120)).drop_columns(["pooled"]))
+    assert pooled_matrix(rows) is None
+    # float16 pooled maps beside float32 embeddings of the same width: a third of the bytes, half of the rows
+    assert without.count < whole.count / 2 * 0.75
 
 
 def test_a_feature_range_reads_its_row_groups_only(dest):

@@ -18,8 +18,8 @@ from small_disk import on_small_disk
 from tasks.storage.dataset import DatasetMismatchError, ensure_dataset_record, newest_complete, read_dataset_record
 from tasks.storage.location import Location
 from tasks.storage.reading import read_shard
-from tasks.storage.records import Manifest
-from tasks.storage.rows import row_schema, rows_table
+from tasks.storage.records import Manifest, RecordError, head_js_sum
+from tasks.storage.rows import pooled_matrix, row_schema, rows_table
 from tasks.storage.shards import (
     ShardError,
     publish_shard,
@@ -61,6 +61,38 @@ def test_float16_storage():
     table = _rows(0, 2, dtype="float16")
     assert table.schema.field("embedding").type == pa.list_(pa.float16(), DIM)
     assert np.stack(table["embedding"].to_numpy(zero_copy_only=False))[5, 0] == 0
+
+
+def test_pooled_maps_sit_beside_the_embedding_row_for_row():
+    features, statistics = np.arange(3), np.arange(3 * LAYERS * HEADS, dtype=np.float32).reshape(3, LAYERS, HEADS, 1)
+    rows = 3 * LAYERS * HEADS
+    pooled = np.arange(rows * 4, dtype=np.float16).reshape(rows, 4)
+    args = (features, ["q"] * 3, features, np.zeros((rows, DIM), np.float32), statistics)
+    table = rows_table(row_schema(DIM, "float32", ("entropy",), 4), *args, pooled)
+    assert table.column_names[5:] == ["embedding", "pooled", "entropy"]
+    assert table.schema.field("pooled").type == pa.list_(pa.float16(), 4)
+    assert (pooled_matrix(table) == pooled).all() and pooled_matrix(table).dtype == np.float16
+    assert (table["entropy"].to_numpy() == statistics.reshape(-1)).all()
+    assert pooled_matrix(rows_table(row_schema(DIM, "float32", ("entropy",)), *args)) is None
+    with pytest.raises(ValueError, match="pooled maps missing"):
+        rows_table(row_schema(DIM, "float32", ("entropy",), 4), *args)
+    with pytest.raises(ValueError, match="pooled maps given"):
+        rows_table(row_schema(DIM, "float32", ("entropy",)), *args, pooled)
+    with pytest.raises(ValueError, match="35 pooled maps for 3 features"):
+        rows_table(row_schema(DIM, "float32", ("entropy",), 4), *args, pooled[1:])
+
+
+def test_head_divergences_sum_over_manifests_and_only_where_every_one_has_them():
+    def manifest(values: list[list[float]] | None, features: int | None) -> Manifest:
+        return Manifest(**shard_details(), shard=0, file="f", rows=1, bytes=1, sha256="0", published="now",
+                        head_js=values, head_js_features=features)
+
+    total, features = head_js_sum([manifest([[0, 1], [1, 0]], 3), manifest([[0, 0.5], [0.5, 0]], 2)])
+    assert features == 5 and total.dtype == np.float64 and (total == [[0, 1.5], [1.5, 0]]).all()
+    assert head_js_sum([manifest([[0, 1], [1, 0]], 3), manifest(None, None)]) is None
+    assert head_js_sum([]) is None
+    with pytest.raises(RecordError, match="shard-000000.json: field 'head_js': .*not a square matrix"):
+        Manifest.parse(manifest(None, None).to_json() | {"head_js": [[0, 1], [1]]}, "shard-000000.json")
 
 
 def _publish(dest: Location, index: int, table: pa.Table, fingerprint: str = "fp") -> Manifest:
