@@ -35,7 +35,9 @@ from tasks.report import (
     summarise, write_outputs,
 )
 from tasks.research import Study, StudySettings, feature_facts, feature_questions, run_study
-from tasks.storage import DatasetRecord, Location, Manifest, dataset_record, newest_complete, readable_manifests
+from tasks.storage import (
+    DatasetRecord, Location, Manifest, dataset_record, head_js_sum, newest_complete, readable_manifests,
+)
 
 
 @task(name="load-sample", cache_policy=NO_CACHE)
@@ -53,15 +55,17 @@ def cluster_task(backend: ClusterBackend, sample: Sample, config: ClusterConfig,
 
 
 @task(name="study", cache_policy=NO_CACHE)
-def study_task(config: ClusterConfig, record: DatasetRecord, sample: Sample, run: ClusteringRun,
-               questions: pd.DataFrame, importance: pd.DataFrame | None) -> Study:
+def study_task(config: ClusterConfig, record: DatasetRecord, manifests: list[Manifest], sample: Sample,
+               run: ClusteringRun, questions: pd.DataFrame, importance: pd.DataFrame | None) -> Study:
     """The research layer: heads table, agreements, findings, stability; with `importance`, a head-importance
     run's columns and findings."""
     facts, why = feature_facts(record, config.dataset, config.credentials, questions)
     if facts is None:
         get_run_logger().warning("findings without contexts and answerability: %s", why)
+    sampled = [m for m in manifests if m.shard in set(sample.part_shards)]
     return run_study(sample.rows, run.labels, run.params, sample.reduced, record.statistics, record.model.layers,
-                     record.model.heads, StudySettings.of(config), facts, importance=importance)
+                     record.model.heads, StudySettings.of(config), facts, sample.pooled, head_js_sum(sampled),
+                     importance)
 
 
 @task(name="sections", cache_policy=NO_CACHE)
@@ -174,7 +178,7 @@ def cluster(config: ClusterConfig = ClusterConfig()) -> dict:
                 sample=spec)
         # the Dask cluster is closed: the research layer and the report read plain data
         questions = feature_questions(sample.key_tables())
-        study = study_task(config, record, sample, run, questions, importance)
+        study = study_task(config, record, manifests, sample, run, questions, importance)
         source = None if no_maps else functools.partial(attention_maps_of, record, config.dataset, config.credentials)
         notes = skipped_notes(sample.skipped) + ([f"Exemplar attention maps are unavailable: {no_maps}"]
                                                  if no_maps else [])

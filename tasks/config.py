@@ -205,6 +205,7 @@ class CompareConfig(Grouped):
 
 
 IMPORTANCE_DEMO_MODEL = "outputs/importance-model"
+DEMO_LEARNING_RATE = 1e-4  # the offline demo's short fine-tune: a few epochs of 18 questions
 # Fields that do not change any unit of a head-importance run (the scores with some heads masked, the gradient):
 # the model and the file are known by their contents, the rest says which units run, how, and where things go.
 _NOT_IN_SCORING_KEY = {"model", "model_revision", "dev", "heads", "pruning_steps", "random_orders", "bootstrap", "out",
@@ -228,7 +229,7 @@ class ImportanceConfig(Windows, AnswerCheck, Evaluation):
 
     model: str | None = Field(None, description="trained QA model: what flows/finetune.py publishes (folder or fsspec URL) or a Hugging Face id; default: the offline demo, MiniLM-L6 fine-tuned first on --train for --demo-steps steps (to --demo-model), since its shipped QA head is untrained")
     model_revision: str | None = Field(None, description="model revision (branch, tag or commit) on the hub")
-    dev: str = Field(EMBEDDED_SAMPLE, description="SQuAD v2 file whose questions score the heads (the study: dev-v2.0.json): path, https://, gs://, s3:// URL, 'embedded' or 'demo'")
+    dev: str = Field(DEMO_SAMPLE, description="SQuAD v2 file whose questions score the heads (the study: dev-v2.0.json): path, https://, gs://, s3:// URL, 'demo' (shipped: 3 questions, the offline demo's) or 'embedded' (shipped: 18 questions)")
     questions: int | None = Field(None, ge=1, description="score on this many questions of --dev (seeded choice; default: all)")
     heads: list[str] | None = Field(None, description="ablate only these heads, each LAYER.HEAD counted from 0 (default: every head); the gradient importance and the pruning curve cover every head")
     pruning_steps: int = Field(10, ge=1, description="points of the pruning curve after the unmasked model: heads masked in this many equal steps, up to every head")
@@ -239,7 +240,7 @@ class ImportanceConfig(Windows, AnswerCheck, Evaluation):
     progress: str | None = Field(None, description="local folder for finished heads and steps, resumed from when the run is repeated (default: .NAME.progress beside --out)")
     credentials: str | None = Field(None, description=CREDENTIALS_HELP)
     train: str = Field(EMBEDDED_SAMPLE, description="the offline demo (no --model): SQuAD v2 file it fine-tunes on")
-    demo_steps: int = Field(60, ge=1, description="the offline demo (no --model): optimizer steps of its fine-tune")
+    demo_steps: int = Field(30, ge=1, description="the offline demo (no --model): optimizer steps of its fine-tune (about 15 epochs of the embedded sample)")
     demo_model: str = Field(IMPORTANCE_DEMO_MODEL, description="the offline demo (no --model): where its fine-tuned model goes")
 
     @field_validator("heads")
@@ -256,5 +257,5 @@ class ImportanceConfig(Windows, AnswerCheck, Evaluation):
     def demo_tuning(self) -> FinetuneConfig:
         """The offline demo's fine-tune (no --model): MiniLM-L6 on --train, evaluated on --dev."""
         return FinetuneConfig(train=self.train, dev=self.dev, out=self.demo_model, max_steps=self.demo_steps,
-                              seed=self.seed, credentials=self.credentials, max_length=self.max_length,
+                              learning_rate=DEMO_LEARNING_RATE, seed=self.seed, credentials=self.credentials, max_length=self.max_length,
                               doc_stride=self.doc_stride, max_query_length=self.max_query_length)

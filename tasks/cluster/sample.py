@@ -25,10 +25,12 @@ from tasks.cluster.resources import MemoryBudget, timed
 from tasks.errors import InputError
 from tasks.groups import Projection, Sampling
 from tasks.storage import (
-    BytesRead, KEY_COLUMNS, Location, Manifest, POOLED, ShardError, embedding_matrix, read_rows, retrying,
+    BytesRead, KEY_COLUMNS, Location, Manifest, POOLED, ShardError, embedding_matrix, pooled_matrix, read_rows,
+    retrying,
 )
 
 FIT_GROUP_ROWS = 4  # the fit sample is drawn from row groups holding this many times its rows
+POOLED_ROW_BYTES = 512  # format 4: a row's map pooled to 16 x 16, float16
 FIT_OVERSAMPLE = 1.2  # rows drawn over fit_rows, so that the seeded draw has enough to cut it to fit_rows exactly
 FIT_COLUMNS = ("feature_id", "layer", "head", "embedding")  # what the PCA fit reads: the draw's keys, the vectors
 
@@ -83,6 +85,7 @@ class Sample:
     bytes_selected: int
     skipped: dict[int, str] = field(default_factory=dict)  # shard index -> why it was left out
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage
+    pooled: np.ndarray | None = None  # each row's map pooled to 16 x 16, flat float16; None before format 4
 
     def key_tables(self) -> Iterator[pa.Table]:
         """Each part's keys, read one at a time."""
@@ -134,21 +137,24 @@ def fit_vectors(dataset: Location, manifest: Manifest, groups: list[int] | None,
     return np.concatenate(vectors)
 
 
-_KEYS, _NUMBERS, _REDUCED, _BYTES = (itemgetter(i) for i in range(4))  # the parts of a _project_job result
+_KEYS, _NUMBERS, _REDUCED, _BYTES, _POOLED = (itemgetter(i) for i in range(5))  # a _project_job result's parts
 
 
 def _project_job(dataset: Location, manifest: Manifest, spec: SampleSpec, reducer: Reducer
-                 ) -> tuple[pa.Table, pa.Table, np.ndarray, int]:
+                 ) -> tuple[pa.Table, pa.Table, np.ndarray, int, np.ndarray | None]:
     """One shard's sampled rows, read a row group at a time and projected: (keys, feature/layer/head and
-    statistics, reduced vectors, bytes read)."""
+    statistics, reduced vectors, bytes read, pooled maps where the dataset has them)."""
     counter = BytesRead()
-    keys, numbers, reduced = [], [], []
-    for table in read_rows(dataset, manifest, spec.feature_stop(manifest), counter=counter, exclude=(POOLED,)):
+    keys, numbers, reduced, pooled = [], [], [], []
+    for table in read_rows(dataset, manifest, spec.feature_stop(manifest), counter=counter):
         table = sampled_rows(table, spec)
         reduced.append(reducer.transform(embedding_matrix(table)))
+        pooled.append(pooled_matrix(table))
         keys.append(table.select(list(KEY_COLUMNS)))
-        numbers.append(table.drop_columns(["embedding", "question_id", "span"]))
-    return pa.concat_tables(keys), pa.concat_tables(numbers), np.concatenate(reduced), counter.count
+        numbers.append(table.drop_columns([c for c in ("embedding", "question_id", "span", POOLED)
+                                           if c in table.column_names]))
+    maps = None if any(p is None for p in pooled) else np.concatenate(pooled)
+    return pa.concat_tables(keys), pa.concat_tables(numbers), np.concatenate(reduced), counter.count, maps
 
 
 def fit_groups(manifests: list[Manifest], spec: SampleSpec, fit_rows: int
@@ -236,7 +242,9 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
     budget.check("sample: reading a row group", _row_group_rows(largest), 3 * _row_group_rows(largest) * dim * 4,
                  "rows are read a row group at a time (format 2); format 1 shards are read whole")
     budget.check_pca_fit("sample", fit_rows, selected, dim)
-    budget.check("sample: projected rows", selected, selected * (min(components, fit_rows, selected, dim) + 16) * 4 * 2,
+    pooled_bytes = POOLED_ROW_BYTES if any(m.head_js is not None for m in manifests) else 0  # format 4 has both
+    budget.check("sample: projected rows", selected,
+                 selected * ((min(components, fit_rows, selected, dim) + 16) * 4 * 2 + pooled_bytes),
                  "lower --features-per-shard or --fraction, or fewer --pca-components")
     skipped = dict(skipped or {})
     seconds: dict[str, float] = {}
@@ -267,9 +275,11 @@ def load_sample(client, dataset: Location, manifests: list[Manifest], spec: Samp
         if len(rows) == 0:
             raise InputError(f"{dataset.url}: the sample is empty (mode {spec.mode}, fraction {spec.fraction})")
         reduced = np.concatenate(client.gather(client.map(_REDUCED, parts)))
+        pooled = client.gather(client.map(_POOLED, parts))
+        pooled = None if any(p is None for p in pooled) else np.concatenate(pooled)
         key_files = spill_keys(client, parts, keys)
     return Sample(
-        rows=rows, reduced=reduced, reducer=reducer, key_files=key_files,
+        rows=rows, reduced=reduced, reducer=reducer, key_files=key_files, pooled=pooled,
         part_shards=[m.shard for m, _ in done], part_rows=[t.num_rows for t in numbers], dim=vectors.shape[1],
         fit_rows=len(vectors), bytes_read=sum(client.gather(client.map(_BYTES, parts))),
         bytes_selected=sum(m.bytes * spec.selected_rows(m) // m.rows for m, _ in done),

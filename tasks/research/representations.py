@@ -20,7 +20,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.neighbors import KNeighborsClassifier
 
 from tasks.cluster import RefitSettings, fit_reducer, refit_clusterings, seeded_rows
-from tasks.research.statistics import bootstrap_interval, feature_codes
+from tasks.research.statistics import bootstrap_interval, column_means, feature_codes
 
 REPRESENTATIONS = ("embedding", "pooled", "statistics")
 NEIGHBOURS = 10  # neighbours whose majority head is a map's predicted head
@@ -57,10 +57,13 @@ def compared_rows(n: int, settings: RepresentationSettings) -> np.ndarray:
 
 
 def comparable(X: np.ndarray, components: int, seed: int) -> np.ndarray:
-    """A descriptor reduced as the embedding is: standardised, then PCA to `components` where wider (float32)."""
+    """A descriptor reduced as the embedding is: standardised, then PCA to `components` where wider (float32). An
+    undefined value (a statistic with nothing to average, NaN) takes its column's mean, 0 where none is defined."""
+    X = np.asarray(X, np.float64)
+    if np.isnan(X).any():
+        X = np.where(np.isnan(X), np.nan_to_num(column_means(X)), X)
     if X.shape[1] > components:
         return fit_reducer(X, components, True, seed).transform(X)
-    X = X.astype(np.float64)
     scale = X.std(axis=0)
     return ((X - X.mean(axis=0)) / np.where(scale == 0, 1.0, scale)).astype(np.float32)
 

@@ -407,7 +407,12 @@ def test_full_flow_end_to_end_on_a_tiny_config(prefect_server, tmp_path):
     assert heads["qa_p"].between(0, 1).all() and heads["mean_answer_from_question"].notna().all()
     findings = {f["key"]: f for f in result["clustering"]["findings"]}
     assert {"dominant-cluster", "consistency", "roles", "agreement", "qa-heads", "stability",
-            "importance-consistency"} <= set(findings)
+            "importance-consistency", "representations", "head-distances"} <= set(findings)
+    # a format-4 dataset: pooled maps and head divergences, so the representations and the map of the heads
+    representations = pd.read_parquet(out / "representations.parquet")
+    assert {"embedding", "pooled", "statistics"} <= set(representations["representation"])
+    distances = pd.read_parquet(out / "head_distances.parquet")
+    assert len(distances) == 8 * 7 // 2 and distances[["js", "embedding", "pooled"]].notna().all().all()
     assert findings["dominant-cluster"]["low"] <= findings["dominant-cluster"]["value"] <= findings["dominant-cluster"]["high"]
     assert "unknown" not in (out / "report.html").read_text()  # the source file is known: contexts, answerability
 

@@ -82,3 +82,13 @@ def test_comparable_standardises_narrow_descriptors_and_projects_wide_ones():
     narrow = comparable(rng.normal(3, 5, size=(200, 4)), 8, 0)
     assert narrow.shape == (200, 4) and np.allclose(narrow.std(axis=0), 1, atol=1e-5)
     assert comparable(rng.normal(size=(200, 30)), 8, 0).shape == (200, 8)
+
+
+def test_undefined_statistics_take_their_columns_mean():
+    from tasks.research.representations import comparable
+
+    X = np.array([[1.0, np.nan, np.nan], [3.0, 4.0, np.nan], [5.0, 8.0, np.nan]])
+    reduced = comparable(X, 5, seed=0)
+    assert np.isfinite(reduced).all()
+    assert reduced[0, 1] == 0.0, "the mean of its column: standardised to 0"
+    assert (reduced[:, 2] == 0).all(), "a column with no value at all: 0"
