@@ -57,6 +57,11 @@ def _ablation_finding(table: pd.DataFrame) -> Finding | None:
     if ablated.empty:
         return None
     top = ablated.loc[ablated["f1_drop"].idxmax()]
+    if top["f1_drop"] <= 0:
+        return Finding(key=ImportanceFinding.ABLATION, text=(
+            f"No head alone costs F1: masking any one of the {len(ablated)} heads ablated leaves every answer's F1 "
+            "as it was or better."), value=float(top["f1_drop"]), low=float(top["f1_drop_low"]),
+            high=float(top["f1_drop_high"]), evidence="importance.parquet")
     clear = int((ablated["f1_drop_low"] > 0).sum())
     return Finding(key=ImportanceFinding.ABLATION, text=(
         f"Masking head {int(top['layer'])}.{int(top['head'])} alone costs the most F1: {top['f1_drop']:.2f} points "

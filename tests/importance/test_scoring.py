@@ -90,3 +90,19 @@ def test_heads_are_checked_against_the_models_grid():
         chosen_heads(["2.0", "0.3"], 2, 3, "m")
     with pytest.raises(ValueError, match="'3' is not LAYER.HEAD"):
         ImportanceConfig(heads=["3"])
+
+
+def test_the_ablation_finding_says_when_no_head_alone_matters():
+    import pandas as pd
+
+    from tasks.importance import importance_findings
+
+    table = pd.DataFrame({"layer": [0, 0, 0], "head": [0, 1, 2], "importance": [0.2, 0.9, 0.5],
+                          "f1_drop": [0.0, -1.0, -0.5], "f1_drop_low": [0.0, -3.0, -1.0],
+                          "f1_drop_high": [0.0, 0.0, 0.0]})
+    pruning = pd.DataFrame({"order": ["importance", "random1"] * 2, "masked": [0, 0, 3, 3],
+                            "fraction": [0, 0, 1, 1], "exact": [50.0] * 4, "f1": [60.0, 60.0, 10.0, 20.0]})
+    ablation, gradient, pruned = importance_findings(table, pruning)
+    assert ablation.text.startswith("No head alone costs F1: masking any one of the 3 heads")
+    assert gradient.value == pytest.approx(-1.0)
+    assert "With 3 heads masked (100%)" in pruned.text and "F1 is 10.00 (unmasked 60.00)" in pruned.text
