@@ -31,7 +31,7 @@ from tasks.cli import config_from_args
 from tasks.config import ImportanceConfig, fingerprint
 from tasks.extract import QAModel, load_qa_model
 from tasks.importance import (
-    GradientRecord, Progress, Questions, ScoresRecord, ablated, chosen_heads, chosen_questions, gradient,
+    GradientRecord, Progress, PruningStep, Questions, ScoresRecord, ablated, chosen_heads, chosen_questions, gradient,
     importance_findings, importance_sections, importance_table, progress_root, pruned, pruning_steps, pruning_table,
     unmasked, weights_sha256, write_importance,
 )
@@ -75,7 +75,8 @@ def ablate_task(qa: QAModel, questions: Questions, config: ImportanceConfig, pro
 
 
 @task(name="prune", task_run_name="prune {step.name}", cache_policy=NO_CACHE)
-def prune_task(qa: QAModel, questions: Questions, config: ImportanceConfig, progress: Progress, step) -> ScoresRecord:
+def prune_task(qa: QAModel, questions: Questions, config: ImportanceConfig, progress: Progress,
+               step: PruningStep) -> ScoresRecord:
     return pruned(qa, questions, config, progress, step)
 
 
