@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from tasks.cli import config_parser, configs_from_args, leaves
-from tasks.config import ClusterConfig, CompareConfig
+from tasks.config import ClusterConfig, CompareConfig, ImportanceConfig
 from tasks.groups import Grouped, RoleRules
 from tasks.research.study import StudySettings
 from tiny import REPO
@@ -23,7 +23,7 @@ CLUSTER_FLAT = {
     "memory_budget": 1.5, "eps": 0.7, "min_samples": 4, "eps_grid": [0.5, 0.9], "min_samples_grid": [4, 8],
     "recluster_k": 3, "recluster_depth": 2, "exemplars": 1, "top_clusters": 2, "explorer_points": 50,
     "representation_rows": 600,
-    "role_threshold": 0.4, "mixed_threshold": 0.1, "block_threshold": 0.6, "qa_statistic": "sep_mass",
+    "role_threshold": 0.4, "mixed_threshold": 0.1, "block_threshold": 0.6, "qa_statistic": "sep_mass", "importance": "i",
     "bootstrap": 20, "permutations": 30, "stability_resamples": 3, "dominant_share": 0.6, "qa_alpha": 0.01,
     "small_clusters": 4, "scheduler": "tcp://h:8786", "backend": "cpu", "n_workers": 2, "worker_kind": "threads",
 }
@@ -103,6 +103,11 @@ def test_prefect_yamls_parameters_validate_to_the_values_they_name():
     assert gpu.compute.backend == "gpu" and gpu.model_dump() == {**ClusterConfig().model_dump(), "backend": "gpu"}
     compare = CompareConfig(**deployments["compare"]["parameters"]["config"])
     assert compare.model_dump() == {**CompareConfig().model_dump(), **deployments["compare"]["parameters"]["config"]}
+    for name in ("importance", "importance-gpu"):
+        importance = ImportanceConfig(**deployments[name]["parameters"]["config"])
+        assert importance.model_dump() == {**ImportanceConfig().model_dump(), **deployments[name]["parameters"]["config"]}
+    assert ImportanceConfig(**deployments["importance-gpu"]["parameters"]["config"]).model == (
+        deployments["finetune-gpu"]["parameters"]["config"]["out"]), "it scores what finetune-gpu publishes"
 
 
 def test_prefect_validates_a_flat_parameter_dict_into_the_nested_config():
