@@ -120,8 +120,9 @@ def importance(config: ImportanceConfig = ImportanceConfig()) -> dict:
     questions = chosen_questions(squad, qa, config, config.questions, config.seed)
     key = fingerprint({"weights": weights_sha256(qa.model), "dev": squad.sha256, **config.scoring_content()})
     progress = Progress(progress_root(config.out, config.progress), key)
-    if progress.finished():
-        log.info("resuming: %d units finished in %s", progress.finished(), progress.folder)
+    finished = progress.finished()
+    if finished:
+        log.info("resuming: %d units finished in %s", finished, progress.folder)
     base = unmasked_task(qa, questions, config, progress)
     log.info("unmasked: exact %.2f, f1 %.2f on %d questions (%d features), %.1f s", *base.scores.metrics().values(),
              len(questions.examples), len(questions.features), base.seconds)
@@ -130,7 +131,7 @@ def importance(config: ImportanceConfig = ImportanceConfig()) -> dict:
     steps = pruning_steps(np.asarray(grad.importance), config.pruning_steps, config.random_orders, config.seed)
     curves = [prune_task(qa, questions, config, progress, step) for step in steps]
     table = importance_table(grad, base, ablations, config.bootstrap, config.seed)
-    pruning = pruning_table(base, curves, list(dict.fromkeys(s.order for s in steps)), qa.n_layers * qa.n_heads)
+    pruning = pruning_table(base, steps, curves, qa.n_layers * qa.n_heads)
     findings = importance_findings(table, pruning)
     seconds_per_head = float(np.mean([r.seconds for r in ablations])) if ablations else None
     notes = [f"{len(questions.examples)} questions ({len(questions.features)} features) of {config.dev}; "

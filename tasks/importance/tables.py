@@ -10,7 +10,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from tasks.importance.progress import GradientRecord, ScoresRecord
-from tasks.importance.pruning import IMPORTANCE_ORDER
+from tasks.importance.pruning import IMPORTANCE_ORDER, PruningStep
 from tasks.importance.scoring import drop
 from tasks.research import Finding
 
@@ -41,12 +41,13 @@ def importance_table(gradient: GradientRecord, base: ScoresRecord, ablations: li
     return table.join(pd.DataFrame(values, columns=columns))
 
 
-def pruning_table(base: ScoresRecord, steps: list[ScoresRecord], orders: list[str], n_heads: int) -> pd.DataFrame:
+def pruning_table(base: ScoresRecord, steps: list[PruningStep], curves: list[ScoresRecord], n_heads: int
+                  ) -> pd.DataFrame:
     """One row per order and step (masked = 0 is the unmasked model, in every order): heads masked, their share,
-    exact and F1 in percent."""
-    rows = [{"order": order, "masked": 0, **base.scores.metrics()} for order in orders]
-    rows += [{"order": record.name.split("-")[1], "masked": len(record.masked), **record.scores.metrics()}
-             for record in steps]
+    exact and F1 in percent; `curves` are the scores of `steps`, step for step."""
+    rows = [{"order": order, "masked": 0, **base.scores.metrics()} for order in dict.fromkeys(s.order for s in steps)]
+    rows += [{"order": step.order, "masked": len(step.masked), **record.scores.metrics()}
+             for step, record in zip(steps, curves, strict=True)]
     table = pd.DataFrame(rows).sort_values(["order", "masked"], kind="stable", ignore_index=True)
     table.insert(2, "fraction", table["masked"] / n_heads)
     return table

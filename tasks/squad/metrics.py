@@ -8,6 +8,7 @@ import collections
 import re
 import string
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from tasks.squad.load import Example
 
@@ -83,19 +84,33 @@ def _best_threshold(predictions: Mapping[str, str], scores: dict, no_answer_scor
     return 100.0 * best / len(scores), threshold
 
 
-def question_scores(examples: Sequence[Example], predictions: Mapping[str, str],
-                    no_answer_scores: Mapping[str, float] | None = None, threshold: float = 1.0
-                    ) -> tuple[dict[str, float], dict[str, float]]:
-    """Each question's exact match and F1 (0 to 1) as the official script scores it, with the no-answer
-    threshold applied: their means over the questions are `squad_v2_metrics`' exact and f1 (in percent)."""
+class _Scored(NamedTuple):
+    """Every question's scores, and what the thresholds and the HasAns / NoAns split read."""
+
+    raw: tuple[dict, dict]  # exact, f1 per question, before the no-answer threshold
+    thresholded: tuple[dict, dict]
+    no_answer_scores: Mapping[str, float]
+    has_answer: dict
+
+
+def _scored(examples: Sequence[Example], predictions: Mapping[str, str],
+            no_answer_scores: Mapping[str, float] | None, threshold: float) -> _Scored:
     missing = [e.question_id for e in examples if e.question_id not in predictions]
     if missing:
         raise ValueError(f"{len(missing)} questions have no prediction, e.g. '{missing[0]}'")
     no_answer_scores = no_answer_scores or {e.question_id: 0.0 for e in examples}
     has_answer = {e.question_id: bool(e.answers) for e in examples}
-    exact_raw, f1_raw = _raw_scores(examples, predictions)
-    return (_apply_threshold(exact_raw, no_answer_scores, has_answer, threshold),
-            _apply_threshold(f1_raw, no_answer_scores, has_answer, threshold))
+    raw = _raw_scores(examples, predictions)
+    thresholded = tuple(_apply_threshold(scores, no_answer_scores, has_answer, threshold) for scores in raw)
+    return _Scored(raw, thresholded, no_answer_scores, has_answer)
+
+
+def question_scores(examples: Sequence[Example], predictions: Mapping[str, str],
+                    no_answer_scores: Mapping[str, float] | None = None, threshold: float = 1.0
+                    ) -> tuple[dict[str, float], dict[str, float]]:
+    """Each question's exact match and F1 (0 to 1) as the official script scores it, with the no-answer
+    threshold applied: their means over the questions are `squad_v2_metrics`' exact and f1 (in percent)."""
+    return _scored(examples, predictions, no_answer_scores, threshold).thresholded
 
 
 def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, str],
@@ -104,10 +119,9 @@ def squad_v2_metrics(examples: Sequence[Example], predictions: Mapping[str, str]
     questions of `examples`. Every question needs a prediction. `no_answer_scores` (default 0 for every
     question) rank how unanswerable each question looks; above `threshold` the answer counts as empty
     (the official script's default threshold is 1.0 for probabilities)."""
-    exact, f1 = question_scores(examples, predictions, no_answer_scores, threshold)
-    no_answer_scores = no_answer_scores or {e.question_id: 0.0 for e in examples}
-    has_answer = {e.question_id: bool(e.answers) for e in examples}
-    exact_raw, f1_raw = _raw_scores(examples, predictions)
+    scored = _scored(examples, predictions, no_answer_scores, threshold)
+    (exact_raw, f1_raw), (exact, f1) = scored.raw, scored.thresholded
+    no_answer_scores, has_answer = scored.no_answer_scores, scored.has_answer
     qids = [e.question_id for e in examples]
     metrics: dict = {"exact": _mean(exact, qids), "f1": _mean(f1, qids), "total": len(qids)}
     for name, subset in (("HasAns", [q for q in qids if has_answer[q]]), ("NoAns", [q for q in qids if not has_answer[q]])):
