@@ -1,12 +1,20 @@
-"""The DBSCAN grid (DBSCAN++, the default 15 cells around the knee) with numpy's passes against the torch engine's
-on the CPU, side by side in one run, on bench/synthetic.py's planted rows mapped to 50 dimensions as PCA would;
-prints seconds, the ratio and whether every cell's labels are identical.
+"""The every-row DBSCAN grid (DBSCAN++, 20,000 cores, the default 15 cells around the knee) with this checkout's
+passes against a previous revision's (`--baseline`, loaded from git), and with `--torch` the torch engine's on
+the CPU, side by side in one run on each row count, on bench/synthetic.py's planted rows mapped to 50 dimensions
+as PCA would; prints seconds, the ratios, whether every cell's labels are identical, and the grid's time
+projected to 18,999,936 rows (a fixed part and a part linear in rows, fitted to the two largest row counts).
 
-    python bench/density_engine.py 100000 300000
+    python bench/density_engine.py 300000 1123200
+    python bench/density_engine.py 100000 --baseline a42ff92 --torch
 """
+import argparse
+import importlib
 import os
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +25,9 @@ from tasks.cluster.density import kth_neighbour_distances, seeded_rows
 from tasks.cluster.engine import TorchPasses, on_device
 from tasks.cluster.run import suggest_eps
 
+FULL_ROWS = 18_999_936
+BASELINE = "a42ff92"  # the numpy passes before the fused kernels and the shared core links
+
 
 def planted(rows: int, dim: int = 2048, seed: int = 0) -> np.ndarray:
     points = _latent(np.arange(-(-rows // (LAYERS * HEADS))), np.random.default_rng([seed, 0]), seed)[:rows]
@@ -25,20 +36,58 @@ def planted(rows: int, dim: int = 2048, seed: int = 0) -> np.ndarray:
     return (points @ (basis.T * np.sqrt(dim / LATENT)) + noise).astype(np.float32)
 
 
-cores = os.cpu_count()
-for rows in [int(a) for a in sys.argv[1:]] or [100_000]:
-    X = planted(rows)
-    eps = suggest_eps(kth_neighbour_distances(X[seeded_rows(rows, 2_000, 0)], X, 10))
-    cells = [(round(eps * f, 6), m) for f in (0.5, 0.75, 1.0, 1.25, 1.5) for m in (5, 10, 20)]
-    args = (X, cells, 2**34, 0)
-    started = time.perf_counter()
-    old = dbscan_grid_labels(*args, exact_rows=10_000, most_cores=20_000, threads=cores)
-    numpy_s = time.perf_counter() - started
-    started = time.perf_counter()
-    with on_device(cores):
-        new = dbscan_grid_labels(*args, exact_rows=10_000, most_cores=20_000,
-                                 passes=TorchPasses(torch.device("cpu"), seed=0))
-    torch_s = time.perf_counter() - started
-    same = all(np.array_equal(a[0], b[0]) for a, b in zip(old, new))
-    print(f"{rows:,} rows, {cores} cores: numpy {numpy_s:.1f} s, torch engine {torch_s:.1f} s, "
-          f"torch/numpy {torch_s / numpy_s:.2f}; labels identical in all {len(cells)} cells: {same}", flush=True)
+def baseline_grid(revision: str):
+    """dbscan_grid_labels of `revision`: its tasks/cluster/density.py and dbscan.py from git, imported as a
+    package of their own beside this checkout's."""
+    folder = Path(tempfile.mkdtemp()) / "baseline_cluster"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    for name in ("density", "dbscan"):
+        text = subprocess.run(["git", "show", f"{revision}:tasks/cluster/{name}.py"], check=True,
+                              capture_output=True, text=True).stdout
+        (folder / f"{name}.py").write_text(text.replace("tasks.cluster.density", "baseline_cluster.density"))
+    sys.path.insert(0, str(folder.parent))
+    return importlib.import_module("baseline_cluster.dbscan").dbscan_grid_labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("rows", nargs="*", type=int, default=[100_000])
+    parser.add_argument("--baseline", default=BASELINE, help="git revision whose passes run beside this checkout's")
+    parser.add_argument("--torch", action="store_true", help="also the torch engine's passes on the CPU")
+    args = parser.parse_args()
+    cores = os.cpu_count()
+    runs = {"baseline": baseline_grid(args.baseline), "this checkout": dbscan_grid_labels}
+    print(f"{cores} cores; baseline {args.baseline}", flush=True)
+    seconds: dict[str, list[float]] = {name: [] for name in [*runs, *(["torch engine"] if args.torch else [])]}
+    for rows in args.rows:
+        X = planted(rows)
+        eps = suggest_eps(kth_neighbour_distances(X[seeded_rows(rows, 2_000, 0)], X, 10))
+        cells = [(round(eps * f, 6), m) for f in (0.5, 0.75, 1.0, 1.25, 1.5) for m in (5, 10, 20)]
+        labels = {}
+        for name, grid in runs.items():
+            started = time.perf_counter()
+            labels[name] = grid(X, cells, 2**34, 0, exact_rows=10_000, most_cores=20_000, threads=cores)
+            seconds[name].append(time.perf_counter() - started)
+        if args.torch:
+            started = time.perf_counter()
+            with on_device(cores):
+                labels["torch engine"] = dbscan_grid_labels(X, cells, 2**34, 0, exact_rows=10_000, most_cores=20_000,
+                                                            passes=TorchPasses(torch.device("cpu"), seed=0))
+            seconds["torch engine"].append(time.perf_counter() - started)
+        old = seconds["baseline"][-1]
+        line = ", ".join(f"{name} {times[-1]:.1f} s ({old / times[-1]:.2f}x)" for name, times in seconds.items())
+        same = all(all(np.array_equal(a[0], b[0]) for a, b in zip(labels["baseline"], other))
+                   for other in labels.values())
+        print(f"{rows:,} rows: {line}; labels identical in all {len(cells)} cells: {same}", flush=True)
+    if len(args.rows) > 1:
+        (n0, n1) = args.rows[-2:]
+        for name, times in seconds.items():
+            slope = (times[-1] - times[-2]) / (n1 - n0)
+            projected = times[-1] + slope * (FULL_ROWS - n1)
+            print(f"{name}: {slope * 1e6:.1f} s per million rows, projected {projected / 3600:.2f} h at "
+                  f"{FULL_ROWS:,} rows", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from tasks.cluster.density import (
     BLOCK_BYTES,
     CHUNK_ROWS,
     CORE_BYTES,
+    LINK_BYTES,
     ESTIMATE_ROWS,
     MIN_CORE_SAMPLE,
     NEIGHBOUR_BYTES,
@@ -28,6 +29,7 @@ from tasks.cluster.density import (
     dbscan_plus_plus,
     in_threads,
     labels_from_cores,
+    nearest_sampled,
     neighbour_counts,
     seeded_rows,
 )
@@ -73,10 +75,10 @@ def estimate_neighbours(X: np.ndarray, eps: float, sample_rows: int, seed: int) 
 def _core_sample_size(X: np.ndarray, budget_bytes: int, radii: int, cells: int, threads: int, chunk_rows: int,
                       exact_bytes: int, most: int | None) -> tuple[int, int]:
     """(core sample, estimated bytes): the largest sample, up to `most`, whose DBSCAN++ working memory fits, with
-    `threads` blocks and cells' per-row arrays at once and every cell's labels kept."""
+    `threads` blocks and cells' per-row arrays at once, every cell's labels and core links kept."""
     n, row = len(X), X.itemsize * X.shape[1]
     fixed = n * (row + ROW_BYTES * threads + 8 * cells) + BLOCK_BYTES * chunk_rows * chunk_rows * threads
-    per_core = row + 4 * (X.shape[1] + 2) * threads + CORE_BYTES + 8 * radii * threads
+    per_core = row + 4 * (X.shape[1] + 2) * threads + CORE_BYTES + 8 * radii * threads + LINK_BYTES * cells
     least = min(n, MIN_CORE_SAMPLE, most or n)
     size = min(n, most or n, max(0, budget_bytes - fixed) // per_core)
     if size < least:
@@ -93,8 +95,8 @@ def dbscan_labels(X: np.ndarray, eps: float, min_samples: int, budget_bytes: int
     "estimated_bytes" (of the method run), "mean_neighbours"}. Exact scikit-learn DBSCAN when exact_dbscan_bytes
     (mean neighbourhood of ESTIMATE_ROWS seeded rows) fits budget_bytes; else DBSCAN++ with the largest core
     sample s (at least min(n, MIN_CORE_SAMPLE), else MemoryBudgetError) whose working memory fits, for n rows of
-    d columns, `row` bytes each: n (row + ROW_BYTES + 8) + s (row + 4 (d + 2) + CORE_BYTES + 8) + BLOCK_BYTES
-    chunk_rows^2. That memory barely grows with s; the time grows as s * n distance evaluations."""
+    d columns, `row` bytes each: n (row + ROW_BYTES + 8) + s (row + 4 (d + 2) + CORE_BYTES + 8 + LINK_BYTES)
+    + BLOCK_BYTES chunk_rows^2. That memory barely grows with s; the time grows as s * n distance evaluations."""
     return dbscan_grid_labels(X, [(eps, min_samples)], budget_bytes, seed, chunk_rows)[0]
 
 
@@ -122,8 +124,11 @@ def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget
     table, nearest = passes.counts(X, sample, wide, nearest=True)
     counts = dict(zip(wide, table.T))
     record = {"method": DbscanMethod.SAMPLED, "core_sample": int(size), "estimated_bytes": need}
-    approximate = iter(in_threads([partial(labels_from_cores, X, sample, counts[eps] >= min_samples, nearest, eps,
-                                           passes) for eps, min_samples in cells if eps in counts], passes.threads))
+    sampled = [(eps, counts[eps] >= min_samples) for eps, min_samples in cells if eps in counts]
+    components = passes.components(X, sample, [core for _, core in sampled], [eps for eps, _ in sampled])
+    closest = nearest_sampled(X, sample, nearest)
+    approximate = iter(in_threads([partial(labels_from_cores, X, sample, core, comp, closest, eps, passes)
+                                   for (eps, core), comp in zip(sampled, components)], passes.threads))
     return [(next(approximate), {**record, "mean_neighbours": float(mean[eps])}) if eps in counts
             else _exact_cell(X, eps, min_samples, exact, mean) for eps, min_samples in cells]
 

@@ -24,6 +24,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from threadpoolctl import threadpool_limits
 
+from tasks.cluster.kernels import band_block, link_block, link_pairs, roots, tally_block
+
 CHUNK_ROWS = 1024
 MIN_CORE_SAMPLE = 20_000
 ESTIMATE_ROWS = 1_000  # seeded rows whose eps-neighbourhoods estimate the mean neighbourhood size
@@ -32,6 +34,8 @@ POINT_BYTES = 100  # exact DBSCAN, per point: the numpy array object holding its
 BLOCK_BYTES = 128  # DBSCAN++, per element of a chunk x chunk block: distances, masks, pending core links
 ROW_BYTES = 64  # DBSCAN++, per row of X: its nearest sampled row, the distance, the label and its renumbering
 CORE_BYTES = 64  # DBSCAN++, per sampled row besides its copies: index, count, core flag, component, graph
+LINK_BYTES = 17  # DBSCAN++, per sampled row and cell: its core flag, union-find parent and root
+BAND_ROWS = 4096  # float32-band elements a block's pass holds before it reads the block again
 KTH_SPARE = 8  # candidates beyond k re-ranked in float64, so a float32 near-tie cannot change the k-th
 _EPS32 = float(np.finfo(np.float32).eps)
 T = TypeVar("T")
@@ -58,6 +62,7 @@ class _Chunk(NamedTuple):
     rows: np.ndarray  # the rows as given
     sq: np.ndarray  # float64 squared norms about the origin
     aug: np.ndarray  # float32 [x, |x|^2, 1] on the block's row side, [-2x, 1, |x|^2] on its column side
+    slack: np.ndarray  # float32: each row's share of the rounding bound of its products (tasks.cluster.kernels)
 
 
 def _chunks(X: np.ndarray, origin: np.ndarray, chunk_rows: int, columns: bool,
@@ -69,7 +74,7 @@ def _chunks(X: np.ndarray, origin: np.ndarray, chunk_rows: int, columns: bool,
         aug = np.empty((len(x), x.shape[1] + 2), np.float32)
         aug[:, :-2] = -2 * x if columns else x
         aug[:, -2], aug[:, -1] = (1, sq) if columns else (sq, 1)
-        yield _Chunk(start, rows, sq, aug)
+        yield _Chunk(start, rows, sq, aug, ((2 * x.shape[1] + 16) * _EPS32 * sq).astype(np.float32))
 
 
 def _blocks(A: np.ndarray, B: np.ndarray, chunk_rows: int, upper: bool = False, subset: np.ndarray | None = None,
@@ -88,18 +93,6 @@ def exact_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """float64 squared distance between a[i] and b[i]."""
     diff = a.astype(np.float64) - b
     return np.einsum("ij,ij->i", diff, diff)
-
-
-def _within(a: _Chunk, b: _Chunk, d2: np.ndarray, r2: float) -> np.ndarray:
-    """The boolean block d2 <= r2, float64-exact: pairs inside the rounding bound (a product of d + 2 terms,
-    inputs, norms and r2 rounded to float32) are recomputed."""
-    tol = (2 * a.rows.shape[1] + 16) * _EPS32 * (a.sq.max() + b.sq.max()) + 2 * _EPS32 * r2
-    inside = d2 <= np.float32(r2 - tol)
-    unsure = np.flatnonzero(inside != (d2 <= np.float32(r2 + tol)))
-    if unsure.size:
-        i, j = np.divmod(unsure, inside.shape[1])
-        inside.flat[unsure] = exact_sq(a.rows[i], b.rows[j]) <= r2
-    return inside
 
 
 def _track_nearest(a: _Chunk, b: _Chunk, d2: np.ndarray, best: np.ndarray, nearest: np.ndarray) -> None:
@@ -122,18 +115,39 @@ def counts_and_nearest(queries: np.ndarray, data: np.ndarray, radii: Sequence[fl
     return counts, np.concatenate([part[1] for part in parts]) if nearest else None
 
 
+def _bounds(r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) of the squared radii for the kernels: r2 less and more its float32 rounding, with margin."""
+    return r2 * (1 - 4 * _EPS32), r2 * (1 + 4 * _EPS32)
+
+
+def _band(d2: np.ndarray, lo: np.ndarray, hi: np.ndarray, a: _Chunk, b: _Chunk, band: np.ndarray,
+          held: int, upper: bool = False) -> np.ndarray:
+    """The (row, column, radius) triples a kernel left undecided (with `upper`, of j > i only): `band`'s first
+    `held`, or read again where they did not fit."""
+    if held <= len(band):
+        return band[:held]
+    found = np.empty((held, 3), np.int64)
+    band_block(d2, lo, hi, a.slack, b.slack, upper, found)
+    return found
+
+
 def _counts_part(queries: np.ndarray, data: np.ndarray, radii: Sequence[float], chunk_rows: int,
                  nearest: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    r2 = np.square(np.asarray(radii, np.float64))
-    counts = np.zeros((len(queries), len(r2)), np.int64)
+    order = np.argsort(np.asarray(radii, np.float64), kind="stable")
+    r2 = np.square(np.asarray(radii, np.float64))[order]
+    counts = np.zeros((len(r2), len(queries)), np.int32)  # at most the rows of one part
     closest = (np.full(len(data), np.inf, np.float32), np.zeros(len(data), np.int64)) if nearest else None
+    band, (lo, hi) = np.empty((BAND_ROWS, 3), np.int64), _bounds(r2)
     for a, b, d2 in _blocks(data, queries, chunk_rows):
-        for k, r in enumerate(r2):
-            counts[b.start:b.start + len(b.rows), k] += np.add.reduce(
-                _within(a, b, d2, r).view(np.uint8), axis=0, dtype=np.int32)
+        held = tally_block(d2, lo, hi, a.slack, b.slack, counts, b.start, band)
+        i, j, k = _band(d2, lo, hi, a, b, band, held).T
+        within = exact_sq(a.rows[i], b.rows[j]) <= r2[k]
+        np.add.at(counts, (k[within], b.start + j[within]), 1)
         if closest:
             _track_nearest(a, b, d2, *closest)
-    return counts, closest[1] if closest else None
+    result = np.empty((len(queries), len(r2)), np.int64)
+    result[:, order] = counts.T
+    return result, closest[1] if closest else None
 
 
 def neighbour_counts(queries: np.ndarray, data: np.ndarray, radii: Sequence[float],
@@ -178,8 +192,8 @@ def seeded_rows(n: int, size: int, seed: int) -> np.ndarray:
 
 
 class DensityPasses(Protocol):
-    """The passes over X that DBSCAN++ makes (rows of X named by index): numpy on chunks here, torch on a device
-    in tasks.cluster.engine."""
+    """The passes over X that DBSCAN++ makes (rows of X named by index): numpy and fused loops on chunks here,
+    torch on a device in tasks.cluster.engine."""
 
     threads: int  # cells labelled side by side
 
@@ -187,8 +201,10 @@ class DensityPasses(Protocol):
                ) -> tuple[np.ndarray, np.ndarray | None]:
         """counts_and_nearest of the rows `queries` against X."""
 
-    def components(self, X: np.ndarray, cores: np.ndarray, eps: float) -> np.ndarray:
-        """Connected-component label of each core row, cores within eps linked."""
+    def components(self, X: np.ndarray, sample: np.ndarray, cores: Sequence[np.ndarray], radii: Sequence[float]
+                   ) -> list[np.ndarray]:
+        """For each cell, the connected-component label of each of its cores (the rows sample[cores[c]], cores
+        within radii[c] linked)."""
 
     def nearest(self, X: np.ndarray, rows: np.ndarray, targets: np.ndarray, eps: float) -> np.ndarray:
         """Each row's nearest target row (a position in `targets`) where one lies within eps."""
@@ -196,7 +212,8 @@ class DensityPasses(Protocol):
 
 @dataclass(frozen=True)
 class NumpyPasses:
-    """The passes on numpy, chunk x chunk blocks, the counting pass on `threads` threads."""
+    """The passes on chunk x chunk blocks (float32 products by BLAS, fused loops over each block), the counting
+    pass on `threads` threads."""
 
     chunk_rows: int = CHUNK_ROWS
     threads: int = 1
@@ -204,8 +221,8 @@ class NumpyPasses:
     def counts(self, X, queries, radii, nearest=False):
         return counts_and_nearest(X[queries], X, radii, self.chunk_rows, nearest, self.threads)
 
-    def components(self, X, cores, eps):
-        return _core_components(X[cores], eps, self.chunk_rows)
+    def components(self, X, sample, cores, radii):
+        return grid_components(X, sample, cores, radii, self.chunk_rows)
 
     def nearest(self, X, rows, targets, eps):
         best, to_target = np.full(rows.size, np.inf, np.float32), np.zeros(rows.size, np.int64)
@@ -220,51 +237,78 @@ def dbscan_plus_plus(X: np.ndarray, eps: float, min_samples: int, core_sample: i
     uniform sample of `core_sample` rows, core when at least min_samples rows of X lie within eps. With
     core_sample >= len(X) it is DBSCAN's partition, except that a border point within eps of cores of two
     clusters joins its nearest core's cluster (scikit-learn gives it to the first cluster that reaches it)."""
-    sample = seeded_rows(len(X), core_sample, seed)
-    counts, nearest = counts_and_nearest(X[sample], X, [eps], chunk_rows, nearest=True)
-    return labels_from_cores(X, sample, counts[:, 0] >= min_samples, nearest, eps, NumpyPasses(chunk_rows))
+    sample, passes = seeded_rows(len(X), core_sample, seed), NumpyPasses(chunk_rows)
+    counts, nearest = passes.counts(X, sample, [eps], nearest=True)
+    core = counts[:, 0] >= min_samples
+    (comp,) = passes.components(X, sample, [core], [eps])
+    return labels_from_cores(X, sample, core, comp, nearest_sampled(X, sample, nearest), eps, passes)
 
 
-def labels_from_cores(X: np.ndarray, sample: np.ndarray, core: np.ndarray, nearest: np.ndarray, eps: float,
-                      passes: DensityPasses) -> np.ndarray:
-    """Each row's nearest sampled row's component if that row is a core within eps; if it is not a core, the
-    nearest core's (searched for those rows only) if within eps; else noise. Nearest in float32, within in float64."""
+class NearestSampled(NamedTuple):
+    """Each row's nearest sampled row (float32 ranking): its position in the sample and the float64 squared
+    distance to it."""
+
+    position: np.ndarray
+    sq: np.ndarray
+
+
+def nearest_sampled(X: np.ndarray, sample: np.ndarray, position: np.ndarray,
+                    chunk_rows: int = CHUNK_ROWS) -> NearestSampled:
+    """The float64 squared distance of each row to its nearest sampled row (`position` in the sample), chunk by
+    chunk; one pass serves every cell."""
+    return NearestSampled(position, _exact_rows(X, np.arange(len(X)), sample[position], chunk_rows))
+
+
+def labels_from_cores(X: np.ndarray, sample: np.ndarray, core: np.ndarray, components: np.ndarray,
+                      nearest: NearestSampled, eps: float, passes: DensityPasses) -> np.ndarray:
+    """Each row's nearest sampled row's component (`components`, one per core) if that row is a core within eps;
+    if it is not a core, the nearest core's (searched for those rows only) if within eps; else noise. Nearest in
+    float32, within in float64."""
     labels = np.full(len(X), -1, np.int64)
     if not core.any():
         return labels
     cores = sample[core]
     comp = np.full(len(sample), -1, np.int64)
-    comp[core] = passes.components(X, cores, eps)
-    close = _within_rows(X, np.arange(len(X)), sample[nearest], eps, CHUNK_ROWS)
-    labels[close] = comp[nearest[close]]
+    comp[core] = components
+    close = nearest.sq <= eps * eps
+    labels[close] = comp[nearest.position[close]]
     redo = np.flatnonzero(close & (labels < 0))
     if redo.size:
         to_core = passes.nearest(X, redo, cores, eps)
-        reached = _within_rows(X, redo, cores[to_core], eps, CHUNK_ROWS)
+        reached = _exact_rows(X, redo, cores[to_core], CHUNK_ROWS) <= eps * eps
         labels[redo[reached]] = comp[core][to_core[reached]]
     return by_size(labels)
 
 
-def _within_rows(X: np.ndarray, rows: np.ndarray, targets: np.ndarray, eps: float, chunk_rows: int) -> np.ndarray:
-    """Whether X[rows[i]] lies within eps (float64) of X[targets[i]], chunk by chunk."""
-    return np.concatenate([exact_sq(X[rows[s:s + chunk_rows]], X[targets[s:s + chunk_rows]]) <= eps * eps
-                           for s in range(0, len(rows), chunk_rows)])
+def _exact_rows(X: np.ndarray, rows: np.ndarray, targets: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """float64 squared distance of X[rows[i]] to X[targets[i]], chunk by chunk."""
+    return np.concatenate([exact_sq(X[rows[s:s + chunk_rows]], X[targets[s:s + chunk_rows]])
+                           for s in range(0, len(rows), chunk_rows)] or [np.empty(0)])
 
 
-def _core_components(C: np.ndarray, eps: float, chunk_rows: int) -> np.ndarray:
-    """Connected-component label of each core, cores within eps linked: links between different current
-    components are held for at most chunk_rows^2 pairs, then merged."""
-    comp, pending, held = np.arange(len(C), dtype=np.int32), [], 0
+def grid_components(X: np.ndarray, sample: np.ndarray, cores: Sequence[np.ndarray], radii: Sequence[float],
+                    chunk_rows: int = CHUNK_ROWS) -> list[np.ndarray]:
+    """For each cell c, the connected-component label of each of its cores (sample[cores[c]]), cores within
+    radii[c] (float64) linked: one pass over the blocks of sampled rows that are a core of any cell serves every
+    cell, each cell's links joined in its own union-find forest."""
+    if not cores:
+        return []
+    core = np.stack(cores)
+    anywhere = np.flatnonzero(core.any(axis=0))
+    if not anywhere.size:
+        return [np.empty(0, np.int64) for _ in cores]
+    r2, radius = np.unique(np.square(np.asarray(radii, np.float64)), return_inverse=True)
+    parent = np.tile(np.arange(len(anywhere)), (len(core), 1))
+    own, band = np.ascontiguousarray(core[:, anywhere]), np.empty((BAND_ROWS, 3), np.int64)
+    C, (lo, hi) = X[sample[anywhere]], _bounds(r2)
     for a, b, d2 in _blocks(C, C, chunk_rows, upper=True):
-        ca, cb = comp[a.start:a.start + len(a.rows)], comp[b.start:b.start + len(b.rows)]
-        link = _within(a, b, d2, eps * eps)
-        link &= ca[:, None] != cb[None, :]
-        i, j = np.divmod(np.flatnonzero(link), link.shape[1])
-        pending.append((ca[i], cb[j]))
-        held += i.size
-        if held >= chunk_rows * chunk_rows:
-            comp, pending, held = merge(comp, pending), [], 0
-    return merge(comp, pending) if pending else comp
+        diagonal = a.start == b.start
+        held = link_block(d2, lo, hi, a.slack, b.slack, parent, own, radius, a.start, b.start, diagonal, band)
+        i, j, k = _band(d2, lo, hi, a, b, band, held, diagonal).T
+        keep = exact_sq(a.rows[i], b.rows[j]) <= r2[k]
+        link_pairs(parent, own, radius, a.start + i[keep], b.start + j[keep], k[keep])
+    root = roots(parent)
+    return [root[c][own[c]] for c in range(len(core))]
 
 
 def merge(comp: np.ndarray, pending: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -291,8 +291,9 @@ class TorchPasses:
     def counts(self, X, queries, radii, nearest=False):
         return counts_and_nearest(self.points(X), queries, radii, self.size, nearest, self.seed)
 
-    def components(self, X, cores, eps):
-        return core_components(self.points(X), cores, eps, self.size, self.seed)
+    def components(self, X, sample, cores, radii):
+        return [core_components(self.points(X), sample[core], eps, self.size, self.seed)
+                for core, eps in zip(cores, radii)]
 
     def nearest(self, X, rows, targets, eps):
         return nearest_within(self.points(X), rows, targets, eps, self.size, self.seed)

@@ -68,13 +68,14 @@ def test_pairs_at_the_radius_are_decided_in_float64(spacing, offset):
     diff = lattice[:, None, :].astype(np.float64) - lattice[None, :, :]
     distances = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
     expected = np.stack([(distances <= r).sum(axis=1) for r in radii], axis=1)
-    points = Points(lattice, CPU)
-    counts, _ = counts_and_nearest(points, np.arange(len(lattice)), radii, 300)
+    points, every = Points(lattice, CPU), np.arange(len(lattice))
+    counts, _ = counts_and_nearest(points, every, radii, 300)
     np.testing.assert_array_equal(counts, expected)
-    for eps in radii:  # the same components as the numpy pass, every link decided in float64
-        links = core_components(points, np.arange(len(lattice)), eps, 300)
-        expected = density.NumpyPasses(300).components(lattice, np.arange(len(lattice)), eps)
-        assert adjusted_rand_score(expected, links) == 1.0
+    np.testing.assert_array_equal(density.neighbour_counts(lattice, lattice, radii, 300), expected)
+    # the same components as the numpy pass (all radii in one), every link decided in float64
+    shared = density.NumpyPasses(300).components(lattice, every, [np.ones(len(every), bool)] * len(radii), radii)
+    for eps, expected in zip(radii, shared):
+        assert adjusted_rand_score(expected, core_components(points, every, eps, 300)) == 1.0
 
 
 @pytest.mark.parametrize("k", [1, 10])
