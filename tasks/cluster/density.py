@@ -24,7 +24,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from threadpoolctl import threadpool_limits
 
-from tasks.cluster.kernels import band_block, link_block, link_pairs, roots, tally_block
+from tasks.cluster.kernels import band_block, keep_nearest, link_block, link_pairs, roots, tally_block
 
 CHUNK_ROWS = 1024
 MIN_CORE_SAMPLE = 20_000
@@ -167,13 +167,7 @@ def kth_neighbour_distances(queries: np.ndarray, data: np.ndarray, k: int,
     keep = min(k + KTH_SPARE, len(data))
     vals, idx = np.full((len(queries), keep), np.inf, np.float32), np.zeros((len(queries), keep), np.int64)
     for a, b, d2 in _blocks(queries, data, chunk_rows, keep_b=False):
-        local = np.flatnonzero((d2 < vals[a.start:a.start + len(a.rows)].max(axis=1, keepdims=True)).any(axis=1))
-        rows = a.start + local  # the rows with a candidate closer than their current keep-th
-        columns = np.broadcast_to(b.start + np.arange(len(b.rows)), d2.shape)
-        v = np.concatenate([vals[rows], d2[local]], axis=1)
-        i = np.concatenate([idx[rows], columns[local]], axis=1)
-        top = np.argpartition(v, keep - 1, axis=1)[:, :keep]
-        vals[rows], idx[rows] = np.take_along_axis(v, top, 1), np.take_along_axis(i, top, 1)
+        keep_nearest(d2, b.start, vals[a.start:a.start + len(a.rows)], idx[a.start:a.start + len(a.rows)])
     return kth_exact(queries, data, idx, k, chunk_rows)
 
 

@@ -121,3 +121,24 @@ def roots(parent: np.ndarray) -> np.ndarray:
         for i in range(parent.shape[1]):
             out[c, i] = _root(parent, c, i)
     return out
+
+
+@numba.njit(**_OPTIONS)
+def keep_nearest(d2: np.ndarray, col0: int, vals: np.ndarray, idx: np.ndarray) -> None:
+    """Each row's vals.shape[1] smallest distances so far (unordered) and their columns: a value of the block below
+    the row's largest kept replaces it (column col0 + j). A vector count first skips the rows with none."""
+    keep = vals.shape[1]
+    for i in range(d2.shape[0]):
+        row, kept, at = d2[i], vals[i], idx[i]
+        worst_at = np.argmax(kept)
+        worst = kept[worst_at]
+        below = 0
+        for j in range(row.shape[0]):
+            below += row[j] < worst
+        if not below:
+            continue
+        for j in range(row.shape[0]):
+            if row[j] < worst:
+                kept[worst_at], at[worst_at] = row[j], col0 + j
+                worst_at = np.argmax(kept)
+                worst = kept[worst_at]
