@@ -19,7 +19,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 from sklearn.metrics import adjusted_rand_score
 from synthetic import HEADS, LAYERS, planted_groups, write_synthetic
 
