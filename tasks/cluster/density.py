@@ -7,13 +7,13 @@ sampling): a seeded uniform sample of rows, each core when at least min_samples 
 that core is within eps, else noise (-1); the k-distance curve (the knee that picks eps) from a seeded sample of
 query rows against all rows, so that eps means the same on the sample and on the full data.
 
-Distances come from chunk x chunk blocks: one float32 matrix product of rows centred on the data's mean gives
-||a||^2 + ||b||^2 - 2ab; a pair within the product's rounding bound of a radius is decided again in float64.
+Distances come from chunk x chunk blocks (tasks.cluster.distances), read once each by fused loops
+(tasks.cluster.kernels); a pair within the product's rounding bound of a radius is decided again in float64.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from dataclasses import dataclass
@@ -24,7 +24,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from threadpoolctl import threadpool_limits
 
-from tasks.cluster.kernels import band_block, keep_nearest, link_block, link_pairs, roots, tally_block
+from tasks.cluster.distances import distance_blocks, exact_sq, radius_bounds, track_nearest, undecided
+from tasks.cluster.kernels import keep_nearest, link_block, link_pairs, roots, tally_block
 
 CHUNK_ROWS = 1024
 MIN_CORE_SAMPLE = 20_000
@@ -37,7 +38,6 @@ CORE_BYTES = 64  # DBSCAN++, per sampled row besides its copies: index, count, c
 LINK_BYTES = 17  # DBSCAN++, per sampled row and cell: its core flag, union-find parent and root
 BAND_ROWS = 4096  # float32-band elements a block's pass holds before it reads the block again
 KTH_SPARE = 8  # candidates beyond k re-ranked in float64, so a float32 near-tie cannot change the k-th
-_EPS32 = float(np.finfo(np.float32).eps)
 T = TypeVar("T")
 
 
@@ -57,54 +57,6 @@ def row_ranges(n: int, chunk_rows: int, parts: int) -> list[tuple[int, int]]:
     return [(start, min(n, start + step)) for start in range(0, n, step)] or [(0, n)]
 
 
-class _Chunk(NamedTuple):
-    start: int
-    rows: np.ndarray  # the rows as given
-    sq: np.ndarray  # float64 squared norms about the origin
-    aug: np.ndarray  # float32 [x, |x|^2, 1] on the block's row side, [-2x, 1, |x|^2] on its column side
-    slack: np.ndarray  # float32: each row's share of the rounding bound of its products (tasks.cluster.kernels)
-
-
-def _chunks(X: np.ndarray, origin: np.ndarray, chunk_rows: int, columns: bool,
-            subset: np.ndarray | None = None) -> Iterator[_Chunk]:
-    for start in range(0, len(X) if subset is None else len(subset), chunk_rows):
-        rows = X[start:start + chunk_rows] if subset is None else X[subset[start:start + chunk_rows]]
-        x = rows.astype(np.float64) - origin
-        sq = np.einsum("ij,ij->i", x, x)
-        aug = np.empty((len(x), x.shape[1] + 2), np.float32)
-        aug[:, :-2] = -2 * x if columns else x
-        aug[:, -2], aug[:, -1] = (1, sq) if columns else (sq, 1)
-        yield _Chunk(start, rows, sq, aug, ((2 * x.shape[1] + 16) * _EPS32 * sq).astype(np.float32))
-
-
-def _blocks(A: np.ndarray, B: np.ndarray, chunk_rows: int, upper: bool = False, subset: np.ndarray | None = None,
-            keep_b: bool = True) -> Iterator[tuple[_Chunk, _Chunk, np.ndarray]]:
-    """(a, b, float32 squared distances) for each chunk a of A (or of A[subset]) and b of B, with `upper` only b
-    from a's start on; B's chunks are prepared once when `keep_b` (4 (d + 2) bytes a row of B)."""
-    origin = np.mean(B, axis=0, dtype=np.float64)
-    kept = list(_chunks(B, origin, chunk_rows, columns=True)) if keep_b else None
-    for a in _chunks(A, origin, chunk_rows, columns=False, subset=subset):
-        for b in kept if keep_b else _chunks(B, origin, chunk_rows, columns=True):
-            if not upper or b.start >= a.start:
-                yield a, b, a.aug @ b.aug.T
-
-
-def exact_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float64 squared distance between a[i] and b[i]."""
-    diff = a.astype(np.float64) - b
-    return np.einsum("ij,ij->i", diff, diff)
-
-
-def _track_nearest(a: _Chunk, b: _Chunk, d2: np.ndarray, best: np.ndarray, nearest: np.ndarray) -> None:
-    """Running nearest column (float32 ranking) of each row of the block."""
-    rows = slice(a.start, a.start + len(a.rows))
-    j = d2.argmin(axis=1)
-    v = d2[np.arange(len(j)), j]
-    closer = v < best[rows]
-    best[rows] = np.where(closer, v, best[rows])
-    nearest[rows] = np.where(closer, b.start + j, nearest[rows])
-
-
 def counts_and_nearest(queries: np.ndarray, data: np.ndarray, radii: Sequence[float], chunk_rows: int,
                        nearest: bool = False, threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """Counts of data rows within each radius of each query and, with `nearest`, each data row's nearest query:
@@ -115,36 +67,20 @@ def counts_and_nearest(queries: np.ndarray, data: np.ndarray, radii: Sequence[fl
     return counts, np.concatenate([part[1] for part in parts]) if nearest else None
 
 
-def _bounds(r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lo, hi) of the squared radii for the kernels: r2 less and more its float32 rounding, with margin."""
-    return r2 * (1 - 4 * _EPS32), r2 * (1 + 4 * _EPS32)
-
-
-def _band(d2: np.ndarray, lo: np.ndarray, hi: np.ndarray, a: _Chunk, b: _Chunk, band: np.ndarray,
-          held: int, upper: bool = False) -> np.ndarray:
-    """The (row, column, radius) triples a kernel left undecided (with `upper`, of j > i only): `band`'s first
-    `held`, or read again where they did not fit."""
-    if held <= len(band):
-        return band[:held]
-    found = np.empty((held, 3), np.int64)
-    band_block(d2, lo, hi, a.slack, b.slack, upper, found)
-    return found
-
-
 def _counts_part(queries: np.ndarray, data: np.ndarray, radii: Sequence[float], chunk_rows: int,
                  nearest: bool) -> tuple[np.ndarray, np.ndarray | None]:
     order = np.argsort(np.asarray(radii, np.float64), kind="stable")
     r2 = np.square(np.asarray(radii, np.float64))[order]
     counts = np.zeros((len(r2), len(queries)), np.int32)  # at most the rows of one part
     closest = (np.full(len(data), np.inf, np.float32), np.zeros(len(data), np.int64)) if nearest else None
-    band, (lo, hi) = np.empty((BAND_ROWS, 3), np.int64), _bounds(r2)
-    for a, b, d2 in _blocks(data, queries, chunk_rows):
+    band, (lo, hi) = np.empty((BAND_ROWS, 3), np.int64), radius_bounds(r2)
+    for a, b, d2 in distance_blocks(data, queries, chunk_rows):
         held = tally_block(d2, lo, hi, a.slack, b.slack, counts, b.start, band)
-        i, j, k = _band(d2, lo, hi, a, b, band, held).T
+        i, j, k = undecided(d2, lo, hi, a, b, band, held).T
         within = exact_sq(a.rows[i], b.rows[j]) <= r2[k]
         np.add.at(counts, (k[within], b.start + j[within]), 1)
         if closest:
-            _track_nearest(a, b, d2, *closest)
+            track_nearest(a, b, d2, *closest)
     result = np.empty((len(queries), len(r2)), np.int64)
     result[:, order] = counts.T
     return result, closest[1] if closest else None
@@ -166,7 +102,7 @@ def kth_neighbour_distances(queries: np.ndarray, data: np.ndarray, k: int,
         raise ValueError(f"k-distance: k={k} must be between 1 and the {len(data):,} rows of data")
     keep = min(k + KTH_SPARE, len(data))
     vals, idx = np.full((len(queries), keep), np.inf, np.float32), np.zeros((len(queries), keep), np.int64)
-    for a, b, d2 in _blocks(queries, data, chunk_rows, keep_b=False):
+    for a, b, d2 in distance_blocks(queries, data, chunk_rows, keep_b=False):
         keep_nearest(d2, b.start, vals[a.start:a.start + len(a.rows)], idx[a.start:a.start + len(a.rows)])
     return kth_exact(queries, data, idx, k, chunk_rows)
 
@@ -220,8 +156,8 @@ class NumpyPasses:
 
     def nearest(self, X, rows, targets, eps):
         best, to_target = np.full(rows.size, np.inf, np.float32), np.zeros(rows.size, np.int64)
-        for a, b, d2 in _blocks(X, X[targets], self.chunk_rows, subset=rows):
-            _track_nearest(a, b, d2, best, to_target)
+        for a, b, d2 in distance_blocks(X, X[targets], self.chunk_rows, subset=rows):
+            track_nearest(a, b, d2, best, to_target)
         return to_target
 
 
@@ -294,11 +230,11 @@ def grid_components(X: np.ndarray, sample: np.ndarray, cores: Sequence[np.ndarra
     r2, radius = np.unique(np.square(np.asarray(radii, np.float64)), return_inverse=True)
     parent = np.tile(np.arange(len(anywhere)), (len(core), 1))
     own, band = np.ascontiguousarray(core[:, anywhere]), np.empty((BAND_ROWS, 3), np.int64)
-    C, (lo, hi) = X[sample[anywhere]], _bounds(r2)
-    for a, b, d2 in _blocks(C, C, chunk_rows, upper=True):
+    C, (lo, hi) = X[sample[anywhere]], radius_bounds(r2)
+    for a, b, d2 in distance_blocks(C, C, chunk_rows, upper=True):
         diagonal = a.start == b.start
         held = link_block(d2, lo, hi, a.slack, b.slack, parent, own, radius, a.start, b.start, diagonal, band)
-        i, j, k = _band(d2, lo, hi, a, b, band, held, diagonal).T
+        i, j, k = undecided(d2, lo, hi, a, b, band, held, diagonal).T
         keep = exact_sq(a.rows[i], b.rows[j]) <= r2[k]
         link_pairs(parent, own, radius, a.start + i[keep], b.start + j[keep], k[keep])
     root = roots(parent)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tasks.cluster.density import exact_sq, kth_exact, merge
+from tasks.cluster.density import kth_exact, merge
+from tasks.cluster.distances import exact_sq
 
 CHUNK_ROWS = 1024  # rows of a block side on the CPU
 PIVOTS = 64  # seeded pivot rows whose nearest orders the rows in space
