@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
 
 import numpy as np
 from sklearn.cluster import DBSCAN
@@ -27,10 +26,8 @@ from tasks.cluster.density import (
     DensityPasses,
     NumpyPasses,
     dbscan_plus_plus,
-    in_threads,
-    labels_from_cores,
-    nearest_sampled,
     neighbour_counts,
+    sampled_labels,
     seeded_rows,
 )
 from tasks.cluster.resources import MemoryBudgetError
@@ -120,16 +117,10 @@ def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget
         return [_exact_cell(X, eps, min_samples, exact, mean) for eps, min_samples in cells]
     size, need = _core_sample_size(X, budget_bytes, len(wide), len(cells), threads, chunk_rows,
                                    max(exact[e] for e in wide), most_cores)
-    sample = seeded_rows(n, size, seed)
-    table, nearest = passes.counts(X, sample, wide, nearest=True)
-    counts = dict(zip(wide, table.T))
     record = {"method": DbscanMethod.SAMPLED, "core_sample": int(size), "estimated_bytes": need}
-    sampled = [(eps, counts[eps] >= min_samples) for eps, min_samples in cells if eps in counts]
-    components = passes.components(X, sample, [core for _, core in sampled], [eps for eps, _ in sampled])
-    closest = nearest_sampled(X, sample, nearest)
-    approximate = iter(in_threads([partial(labels_from_cores, X, sample, core, comp, closest, eps, passes)
-                                   for (eps, core), comp in zip(sampled, components)], passes.threads))
-    return [(next(approximate), {**record, "mean_neighbours": float(mean[eps])}) if eps in counts
+    approximate = iter(sampled_labels(X, seeded_rows(n, size, seed), [cell for cell in cells if cell[0] in wide],
+                                      passes))
+    return [(next(approximate), {**record, "mean_neighbours": float(mean[eps])}) if eps in wide
             else _exact_cell(X, eps, min_samples, exact, mean) for eps, min_samples in cells]
 
 

@@ -167,11 +167,22 @@ def dbscan_plus_plus(X: np.ndarray, eps: float, min_samples: int, core_sample: i
     uniform sample of `core_sample` rows, core when at least min_samples rows of X lie within eps. With
     core_sample >= len(X) it is DBSCAN's partition, except that a border point within eps of cores of two
     clusters joins its nearest core's cluster (scikit-learn gives it to the first cluster that reaches it)."""
-    sample, passes = seeded_rows(len(X), core_sample, seed), NumpyPasses(chunk_rows)
-    counts, nearest = passes.counts(X, sample, [eps], nearest=True)
-    core = counts[:, 0] >= min_samples
-    (comp,) = passes.components(X, sample, [core], [eps])
-    return labels_from_cores(X, sample, core, comp, nearest_sampled(X, sample, nearest), eps, passes)
+    return sampled_labels(X, seeded_rows(len(X), core_sample, seed), [(eps, min_samples)], NumpyPasses(chunk_rows))[0]
+
+
+def sampled_labels(X: np.ndarray, sample: np.ndarray, cells: Sequence[tuple[float, int]], passes: DensityPasses
+                   ) -> list[np.ndarray]:
+    """DBSCAN++ labels of each (eps, min_samples) cell from one core sample: one pass counting the sampled rows'
+    neighbourhoods for every eps and finding each row's nearest sampled row, one pass linking the cores of every
+    cell, one float64 distance from each row to its nearest sampled row; the cells labelled on passes.threads."""
+    radii = sorted({eps for eps, _ in cells})
+    table, nearest = passes.counts(X, sample, radii, nearest=True)
+    counts = dict(zip(radii, table.T))
+    cores = [counts[eps] >= min_samples for eps, min_samples in cells]
+    components = passes.components(X, sample, cores, [eps for eps, _ in cells])
+    closest = nearest_sampled(X, sample, nearest)
+    return in_threads([partial(labels_from_cores, X, sample, core, comp, closest, eps, passes)
+                       for (eps, _), core, comp in zip(cells, cores, components)], passes.threads)
 
 
 class NearestSampled(NamedTuple):
