@@ -11,7 +11,14 @@ import numpy as np
 
 from tasks.cluster.kernels import band_block
 
-_EPS32 = float(np.finfo(np.float32).eps)
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def rounding_slack(sq: np.ndarray | float, dim: int) -> np.ndarray | float:
+    """A row's share of the rounding bound of its float32 products with others (`sq`: its squared norm about the
+    origin; a product of dim + 2 terms, inputs and norms rounded to float32): |float32 - exact| of a pair's
+    squared distance is at most the sum of the two rows' shares."""
+    return (2 * dim + 16) * EPS32 * sq
 
 
 class Chunk(NamedTuple):
@@ -34,7 +41,7 @@ def chunks(X: np.ndarray, origin: np.ndarray, chunk_rows: int, columns: bool,
         aug = np.empty((len(x), x.shape[1] + 2), np.float32)
         aug[:, :-2] = -2 * x if columns else x
         aug[:, -2], aug[:, -1] = (1, sq) if columns else (sq, 1)
-        yield Chunk(start, rows, sq, aug, ((2 * x.shape[1] + 16) * _EPS32 * sq).astype(np.float32))
+        yield Chunk(start, rows, sq, aug, rounding_slack(sq, x.shape[1]).astype(np.float32))
 
 
 def distance_blocks(A: np.ndarray, B: np.ndarray, chunk_rows: int, upper: bool = False,
@@ -67,7 +74,7 @@ def track_nearest(a: Chunk, b: Chunk, d2: np.ndarray, best: np.ndarray, nearest:
 
 def radius_bounds(r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) of the squared radii for the kernels: r2 less and more its float32 rounding, with margin."""
-    return r2 * (1 - 4 * _EPS32), r2 * (1 + 4 * _EPS32)
+    return r2 * (1 - 4 * EPS32), r2 * (1 + 4 * EPS32)
 
 
 def undecided(d2: np.ndarray, lo: np.ndarray, hi: np.ndarray, a: Chunk, b: Chunk, band: np.ndarray,

@@ -18,16 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tasks.cluster.density import kth_exact, merge
-from tasks.cluster.distances import exact_sq
+from tasks.cluster.density import KTH_SPARE, kth_exact, merge
+from tasks.cluster.distances import EPS32, exact_sq, rounding_slack
 
 CHUNK_ROWS = 1024  # rows of a block side on the CPU
 PIVOTS = 64  # seeded pivot rows whose nearest orders the rows in space
 PREP_ROWS = 65_536  # rows prepared (float64 on the host) at a time
 CUDA_SHARE = 0.25  # share of a GPU's free memory that one block may take
 CUDA_BLOCK_BYTES = 24  # per element of a block on a GPU: distances, bins, their per-column keys, masks
-KTH_SPARE = 8  # candidates beyond k re-ranked in float64, so a float32 near-tie cannot change the k-th
-_EPS32 = float(np.finfo(np.float32).eps)
 
 
 def engine_device(gpu: bool) -> torch.device:
@@ -142,7 +140,7 @@ class Pairs:
         self.near = gap <= reach
 
     def _tol(self, sq_a: float, sq_b: float) -> np.ndarray:
-        return (2 * self.d + 16) * _EPS32 * (sq_a + sq_b) + 2 * _EPS32 * self.r2
+        return rounding_slack(sq_a + sq_b, self.d) + 2 * EPS32 * self.r2
 
     def __iter__(self) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray, np.ndarray]]:
         """(a's first row, b's first row, float32 squared distances, lo, hi) of each block pair within reach."""
