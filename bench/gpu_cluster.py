@@ -1,9 +1,9 @@
 """The GPU check of the clustering backend, sized for one short run on a lent GPU machine (no Prefect there):
 writes a synthetic dataset in the real format (bench/synthetic.py, float16) to local disk, loads every row and
-its PCA projection once (on the first backend's workers), then clusters every row with the GPU backend on a LocalCUDACluster (one worker per GPU)
-and with the CPU backend on a LocalCluster of that machine's cores; prints the seconds of each stage side by side,
-the peak GPU memory (every GPU, sampled), DBSCAN's adjusted Rand index against the planted groups and each
-stage projected linearly to 18,999,936 rows; writes the same as JSON.
+its PCA projection once (on the first backend's workers), then clusters every row with the GPU backend on a
+LocalCUDACluster (one worker per GPU) and with the CPU backend on a LocalCluster of that machine's cores; prints
+the seconds of each stage side by side, the peak GPU memory (every GPU, sampled), DBSCAN's adjusted Rand index
+against the planted groups and each stage projected linearly to 18,999,936 rows; writes the same as JSON.
 
     python bench/gpu_cluster.py --rows 3000000                     # on the GPU machine (bench/gpu_cluster.sh)
     python bench/gpu_cluster.py --rows 20000 --dim 256 --cpu-only   # a try on a CPU
@@ -35,24 +35,22 @@ class GpuMemory:
     """The largest memory in use on any GPU while the block runs, sampled every 0.2 s through NVML (0 without)."""
 
     def __enter__(self) -> GpuMemory:
-        self.peak, self.running = 0, True
+        self.peak, self.running, self.handles = 0, True, []
         try:
             import pynvml
 
             pynvml.nvmlInit()
+            self.used = lambda handle: pynvml.nvmlDeviceGetMemoryInfo(handle).used
             self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
         except Exception:  # no NVML: no GPU to read
-            self.handles = []
+            pass
         self.thread = threading.Thread(target=self._watch, daemon=True)
         self.thread.start()
         return self
 
     def _watch(self) -> None:
-        import importlib
-
         while self.running and self.handles:
-            nvml = importlib.import_module("pynvml")
-            self.peak = max([self.peak] + [nvml.nvmlDeviceGetMemoryInfo(h).used for h in self.handles])
+            self.peak = max([self.peak] + [self.used(handle) for handle in self.handles])
             time.sleep(0.2)
 
     def __exit__(self, *exc) -> None:
