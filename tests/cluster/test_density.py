@@ -22,29 +22,14 @@ from tasks.cluster.density import (
 )
 from tasks.cluster.resources import MemoryBudgetError
 from tasks.errors import InputError
+from points import distances, lattice, planted_points
 
 EPS, MIN_SAMPLES = 5.5, 10
 
 
-def _distances(queries: np.ndarray, data: np.ndarray) -> np.ndarray:
-    diff = queries[:, None, :].astype(np.float64) - data[None, :, :]
-    return np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-
-
-def _planted(n: int, dims: int, seed: int) -> np.ndarray:
-    """One dense blob of 80% of rows, three tight satellites of 5% each, 5% uniform noise; rows shuffled."""
-    rng = np.random.default_rng(seed)
-    sizes = [int(0.8 * n), int(0.05 * n), int(0.05 * n), int(0.05 * n)]
-    parts = [rng.standard_normal((sizes[0], dims))]
-    for axis, size in enumerate(sizes[1:]):
-        parts.append(12 * np.eye(dims)[axis] + 0.3 * rng.standard_normal((size, dims)))
-    parts.append(rng.uniform(-15, 15, (n - sum(sizes), dims)))
-    return np.concatenate(parts).astype(np.float32)[rng.permutation(n)]
-
-
 @pytest.fixture(scope="module")
 def planted() -> tuple[np.ndarray, np.ndarray]:
-    X = _planted(6000, 20, seed=0)
+    X = planted_points(6000, 20, seed=0, satellites=12, noise=15)
     return X, DBSCAN(eps=EPS, min_samples=MIN_SAMPLES).fit_predict(X)
 
 
@@ -53,7 +38,7 @@ def test_neighbour_counts_equal_brute_force():
     data = rng.standard_normal((2000, 12)).astype(np.float32)
     queries = np.concatenate([data[::5], 3 * rng.standard_normal((200, 12)).astype(np.float32)])
     radii = [2.5, 3.5, 4.5]
-    expected = np.stack([(_distances(queries, data) <= r).sum(axis=1) for r in radii], axis=1)
+    expected = np.stack([(distances(queries, data) <= r).sum(axis=1) for r in radii], axis=1)
     counts = neighbour_counts(queries, data, radii, chunk_rows=128)
     assert counts.dtype == np.int64 and counts.shape == (len(queries), 3)
     np.testing.assert_array_equal(counts, expected)
@@ -64,10 +49,10 @@ def test_neighbour_counts_equal_brute_force():
 def test_neighbour_counts_decide_pairs_at_the_radius_in_float64(spacing, offset):
     # A lattice puts thousands of pairs at the radii: rounded either way by float32 products (0.1 apart), or
     # exactly at the radius (1 apart), which counts as within.
-    lattice = (spacing * np.indices((10, 10, 10)).reshape(3, -1).T + offset).astype(np.float32)
+    points = lattice(10, spacing, offset)
     radii = [spacing, spacing * np.sqrt(2), 3 * spacing]
-    expected = np.stack([(_distances(lattice, lattice) <= r).sum(axis=1) for r in radii], axis=1)
-    np.testing.assert_array_equal(neighbour_counts(lattice, lattice, radii, chunk_rows=300), expected)
+    expected = np.stack([(distances(points, points) <= r).sum(axis=1) for r in radii], axis=1)
+    np.testing.assert_array_equal(neighbour_counts(points, points, radii, chunk_rows=300), expected)
 
 
 @pytest.mark.parametrize("k", [1, 7, 40])
@@ -78,7 +63,7 @@ def test_kth_neighbour_distances_equal_sklearn(k):
     got = kth_neighbour_distances(queries, data, k, chunk_rows=128)
     reference = NearestNeighbors(n_neighbors=k).fit(data).kneighbors(queries)[0][:, -1]
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got, np.sort(_distances(queries, data), axis=1)[:, k - 1], rtol=1e-12)
+    np.testing.assert_allclose(got, np.sort(distances(queries, data), axis=1)[:, k - 1], rtol=1e-12)
     if k == 1:
         assert np.all(got[: len(data[::7])] == 0)  # itself first
 
@@ -89,7 +74,7 @@ def test_kth_neighbour_distances_separate_near_duplicates():
     rows = 10 * rng.standard_normal((300, 10))
     data = np.concatenate([rows, rows + 1e-3 * rng.standard_normal(rows.shape)]).astype(np.float32)
     for k in (1, 2):
-        expected = np.sort(_distances(data, data), axis=1)[:, k - 1]
+        expected = np.sort(distances(data, data), axis=1)[:, k - 1]
         np.testing.assert_allclose(kth_neighbour_distances(data, data, k, chunk_rows=128), expected, rtol=1e-9)
 
 
@@ -198,7 +183,7 @@ def test_threads_split_the_work_without_changing_a_result(planted):
         np.testing.assert_array_equal(threaded, labels)
     queries = X[::7]
     counts, nearest = counts_and_nearest(queries, X, [4.0, EPS], chunk_rows=512, nearest=True, threads=3)
-    expected = _distances(queries, X)
+    expected = distances(queries, X)
     np.testing.assert_array_equal(counts, np.stack([(expected <= r).sum(axis=1) for r in (4.0, EPS)], axis=1))
     np.testing.assert_array_equal(nearest, expected.argmin(axis=0))
 

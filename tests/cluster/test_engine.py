@@ -16,25 +16,15 @@ from tasks.cluster.dbscan import DensitySettings, dbscan_grid_labels
 from tasks.cluster.engine import (
     Pairs, Points, Side, TorchPasses, core_components, counts_and_nearest, kth_neighbour_distances, on_device,
 )
+from points import distances, lattice, planted_points
 
 CPU = torch.device("cpu")
 CELLS = [(4.0, 5), (5.5, 10), (5.5, 40), (7.0, 10)]
 
 
-def _planted(n: int, dims: int, seed: int) -> np.ndarray:
-    """A dense blob (80%), three tight far satellites (5% each), uniform noise (5%); rows shuffled."""
-    rng = np.random.default_rng(seed)
-    sizes = [int(0.8 * n), int(0.05 * n), int(0.05 * n), int(0.05 * n)]
-    parts = [rng.standard_normal((sizes[0], dims))]
-    for axis, size in enumerate(sizes[1:]):
-        parts.append(30 * np.eye(dims)[axis] + 0.3 * rng.standard_normal((size, dims)))
-    parts.append(rng.uniform(-35, 35, (n - sum(sizes), dims)))
-    return np.concatenate(parts).astype(np.float32)[rng.permutation(n)]
-
-
 @pytest.fixture(scope="module")
 def planted() -> np.ndarray:
-    return _planted(5000, 20, seed=0)
+    return planted_points(5000, 20, seed=0, satellites=30, noise=35)
 
 
 def test_counts_and_nearest_equal_the_numpy_pass(planted):
@@ -63,17 +53,15 @@ def test_blocks_beyond_the_largest_radius_are_skipped_without_changing_a_count()
 
 @pytest.mark.parametrize("spacing, offset", [(0.1, 7.3), (1.0, 0.0)])
 def test_pairs_at_the_radius_are_decided_in_float64(spacing, offset):
-    lattice = (spacing * np.indices((10, 10, 10)).reshape(3, -1).T + offset).astype(np.float32)
+    grid = lattice(10, spacing, offset)
     radii = [spacing, spacing * np.sqrt(2), 3 * spacing]
-    diff = lattice[:, None, :].astype(np.float64) - lattice[None, :, :]
-    distances = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-    expected = np.stack([(distances <= r).sum(axis=1) for r in radii], axis=1)
-    points, every = Points(lattice, CPU), np.arange(len(lattice))
+    expected = np.stack([(distances(grid, grid) <= r).sum(axis=1) for r in radii], axis=1)
+    points, every = Points(grid, CPU), np.arange(len(grid))
     counts, _ = counts_and_nearest(points, every, radii, 300)
     np.testing.assert_array_equal(counts, expected)
-    np.testing.assert_array_equal(density.neighbour_counts(lattice, lattice, radii, 300), expected)
+    np.testing.assert_array_equal(density.neighbour_counts(grid, grid, radii, 300), expected)
     # the same components as the numpy pass (all radii in one), every link decided in float64
-    shared = density.NumpyPasses(300).components(lattice, every, [np.ones(len(every), bool)] * len(radii), radii)
+    shared = density.NumpyPasses(300).components(grid, every, [np.ones(len(every), bool)] * len(radii), radii)
     for eps, expected in zip(radii, shared):
         assert adjusted_rand_score(expected, core_components(points, every, eps, 300)) == 1.0
 

@@ -12,29 +12,21 @@ from sklearn.metrics import adjusted_rand_score
 
 from tasks.cluster import density
 from tasks.cluster.density import grid_components, neighbour_counts
-
-
-def _distances(X: np.ndarray) -> np.ndarray:
-    diff = X[:, None, :].astype(np.float64) - X[None, :, :]
-    return np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-
-
-def _lattice(spacing: float, offset: float) -> np.ndarray:
-    return (spacing * np.indices((8, 8, 8)).reshape(3, -1).T + offset).astype(np.float32)
+from points import distances, lattice
 
 
 @pytest.mark.parametrize("band_rows", [1, density.BAND_ROWS])
 def test_counts_of_every_radius_equal_float64_even_when_the_band_overflows(monkeypatch, band_rows):
     # 0.1 apart, every lattice pair at a radius is rounded either way by float32 products: thousands undecided
     monkeypatch.setattr(density, "BAND_ROWS", band_rows)
-    lattice = _lattice(0.1, 7.3)
+    grid = lattice(8, 0.1, 7.3)
     radii = [0.3, 0.1, 0.1 * np.sqrt(2), 0.1 * np.sqrt(3)]  # unsorted on purpose
-    expected = np.stack([(_distances(lattice) <= r).sum(axis=1) for r in radii], axis=1)
-    np.testing.assert_array_equal(neighbour_counts(lattice, lattice, radii, chunk_rows=200), expected)
+    expected = np.stack([(distances(grid, grid) <= r).sum(axis=1) for r in radii], axis=1)
+    np.testing.assert_array_equal(neighbour_counts(grid, grid, radii, chunk_rows=200), expected)
 
 
 def _components_by_brute_force(X: np.ndarray, rows: np.ndarray, eps: float) -> np.ndarray:
-    graph = csr_matrix(_distances(X[rows]) <= eps)
+    graph = csr_matrix(distances(X[rows], X[rows]) <= eps)
     return connected_components(graph, directed=False)[1]
 
 
@@ -42,9 +34,9 @@ def _components_by_brute_force(X: np.ndarray, rows: np.ndarray, eps: float) -> n
 def test_one_pass_links_the_cores_of_every_cell(monkeypatch, band_rows):
     monkeypatch.setattr(density, "BAND_ROWS", band_rows)
     rng = np.random.default_rng(3)
-    lattice = _lattice(0.1, 7.3)  # links exactly at the radii
+    grid = lattice(8, 0.1, 7.3)  # links exactly at the radii
     chains = np.cumsum(rng.uniform(0.05, 0.3, size=(300, 3)), axis=0) + 20  # joined or split by the radius
-    X = np.concatenate([lattice, chains]).astype(np.float32)
+    X = np.concatenate([grid, chains]).astype(np.float32)
     sample = np.sort(rng.choice(len(X), 600, replace=False))
     radii = [0.1, 0.25, 0.1, 0.3 * np.sqrt(3)]
     cores = [rng.random(len(sample)) < share for share in (1.0, 0.7, 0.5, 0.9)]
