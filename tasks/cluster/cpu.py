@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from tasks.cluster.dbscan import agreement_on_subsample, settled_grid
-from tasks.cluster.density import kth_neighbour_distances
+from tasks.cluster.dbscan import agreement_on_subsample, agreement_subsample, settled_grid
 from tasks.cluster.kmeans import kmeans_fit
+from tasks.cluster.spread import Engine, SpreadRows, spread_grid, spread_kth
 
 
 def _silhouette_job(X: np.ndarray, labels: np.ndarray) -> float:
@@ -32,8 +32,9 @@ def with_threads(threads: int, job, *args):
 
 class CpuBackend:
     """scikit-learn and the chunked density methods on the Dask workers: independent fits (k values) run side by
-    side, one per worker thread; a job that shares one pass between its parts (the DBSCAN grid) runs on one worker
-    with as many threads as the cluster has cores."""
+    side, one per worker thread; the DBSCAN++ grid and the knee run with the rows split across the workers, one
+    block each (tasks.cluster.spread); a job that needs all the rows at once runs on one worker with as many
+    threads as the cluster has cores."""
 
     name = "scikit-learn on Dask CPU workers"
 
@@ -41,6 +42,10 @@ class CpuBackend:
         self.client = client
         self.workers = max(1, len(client.nthreads()))
         self.cores = max(1, sum(client.nthreads().values()))
+        self._blocks = SpreadRows(client)
+
+    def _engine(self, seed: int = 0) -> Engine:
+        return Engine(threads=max(1, self.cores // self.workers), seed=seed)
 
     def _shared(self, X: np.ndarray):
         """X sent from the flow process to every worker (broadcast), once for all the jobs that read it."""
@@ -60,24 +65,24 @@ class CpuBackend:
         return self.client.gather([self.client.submit(kmeans_fit, data, k, seed, pure=False) for k in ks])
 
     def dbscan(self, X, cells, settings):
-        """The whole grid in one task on one worker (X sent to every worker), which shares one neighbour-counting
-        pass between its cells and runs that pass and the cells on one thread per core of the cluster; the labels
-        come back to the flow process."""
+        """Beyond the exact rows, DBSCAN++ with X split into one block per worker (`spread_grid`), each worker's
+        passes on its threads; up to them, the whole grid in one task on one worker (X sent to every worker), on
+        one thread per core of the cluster. The labels come back to the flow process."""
+        if len(X) > settings.exact_rows:
+            return spread_grid(self._blocks(X), cells, settings, self._engine(settings.seed))
         settings = replace(settings, threads=self.cores)
         return self._one(with_threads, self.cores, settled_grid, self._shared(X), list(cells), settings)
 
     def dbscan_agreement(self, X, cell, settings):
-        """One task on one worker (X sent to every worker): exact DBSCAN and DBSCAN++ on a subsample, with one
+        """One task on one worker, with the subsample of X sent to it: exact DBSCAN and DBSCAN++ there, with one
         thread per core of the cluster; the record comes back to the flow process."""
-        return self._one(with_threads, self.cores, agreement_on_subsample, self._shared(X), cell, settings)
+        return self._one(with_threads, self.cores, agreement_on_subsample, agreement_subsample(X, settings), len(X),
+                         cell, settings)
 
     def kth_neighbour_distance(self, queries, X, k):
-        """X sent to every worker, the queries cut into one part per worker and sent with its task; each part runs
-        on a worker thread, the distances concatenated in the flow process."""
-        data = self._shared(X)
-        parts = np.array_split(queries, self.workers)
-        return np.concatenate(self.client.gather([
-            self.client.submit(kth_neighbour_distances, part, data, k, pure=False) for part in parts]))
+        """X split into one block per worker, the queries sent to every worker; each block's candidates come back
+        to the flow process, where they are ranked (`spread_kth`)."""
+        return spread_kth(self._blocks(X), queries, k, self._engine())
 
     def silhouette(self, X, labels):
         """One task on one worker thread (X sent to every worker, the labels with the task); the score comes back."""

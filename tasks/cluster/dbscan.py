@@ -69,13 +69,14 @@ def estimate_neighbours(X: np.ndarray, eps: float, sample_rows: int, seed: int) 
     return float(neighbour_counts(X[seeded_rows(len(X), sample_rows, seed)], X, [eps]).mean())
 
 
-def _core_sample_size(X: np.ndarray, budget_bytes: int, radii: int, cells: int, threads: int, chunk_rows: int,
-                      exact_bytes: int, most: int | None) -> tuple[int, int]:
-    """(core sample, estimated bytes): the largest sample, up to `most`, whose DBSCAN++ working memory fits, with
-    `threads` blocks and cells' per-row arrays at once, every cell's labels and core links kept."""
-    n, row = len(X), X.itemsize * X.shape[1]
+def core_sample_size(shape: tuple[int, int], row: int, budget_bytes: int, radii: int, cells: int, threads: int,
+                     chunk_rows: int, exact_bytes: int, most: int | None) -> tuple[int, int]:
+    """(core sample, estimated bytes): the largest sample, up to `most`, whose DBSCAN++ working memory over rows of
+    `shape` (`row` bytes each) fits, with `threads` blocks and cells' per-row arrays at once, every cell's labels
+    and core links kept."""
+    n, dim = shape
     fixed = n * (row + ROW_BYTES * threads + 8 * cells) + BLOCK_BYTES * chunk_rows * chunk_rows * threads
-    per_core = row + 4 * (X.shape[1] + 2) * threads + CORE_BYTES + 8 * radii * threads + LINK_BYTES * cells
+    per_core = row + 4 * (dim + 2) * threads + CORE_BYTES + 8 * radii * threads + LINK_BYTES * cells
     least = min(n, MIN_CORE_SAMPLE, most or n)
     size = min(n, most or n, max(0, budget_bytes - fixed) // per_core)
     if size < least:
@@ -84,6 +85,11 @@ def _core_sample_size(X: np.ndarray, budget_bytes: int, radii: int, cells: int, 
             f"{least:,} core rows (exact DBSCAN: {exact_bytes:,}), above the memory budget of {budget_bytes:,}"
             " bytes; raise --memory-budget or lower the sample")
     return int(size), int(fixed + size * per_core)
+
+
+def sampled_record(core_sample: int, estimated_bytes: int) -> dict:
+    """The record of a cell that ran as DBSCAN++ (its "mean_neighbours" added per cell)."""
+    return {"method": DbscanMethod.SAMPLED, "core_sample": int(core_sample), "estimated_bytes": int(estimated_bytes)}
 
 
 def dbscan_labels(X: np.ndarray, eps: float, min_samples: int, budget_bytes: int, seed: int,
@@ -109,15 +115,15 @@ def dbscan_grid_labels(X: np.ndarray, cells: Sequence[tuple[float, int]], budget
     passes = passes or NumpyPasses(chunk_rows, threads)
     cells = [(float(eps), int(min_samples)) for eps, min_samples in cells]
     n, radii = len(X), sorted({eps for eps, _ in cells})
-    mean = dict(zip(radii, passes.counts(X, seeded_rows(n, ESTIMATE_ROWS, seed), radii)[0].mean(axis=0)))
+    mean = dict(zip(radii, passes.counts(X[seeded_rows(n, ESTIMATE_ROWS, seed)], X, radii)[0].mean(axis=0)))
     exact = {eps: exact_dbscan_bytes(mean[eps], n, X.itemsize * X.shape[1]) for eps in radii}
     too_many = exact_rows is not None and n > exact_rows
     wide = [eps for eps in radii if too_many or exact[eps] > budget_bytes]
     if not wide:
         return [_exact_cell(X, eps, min_samples, exact, mean) for eps, min_samples in cells]
-    size, need = _core_sample_size(X, budget_bytes, len(wide), len(cells), threads, chunk_rows,
-                                   max(exact[e] for e in wide), most_cores)
-    record = {"method": DbscanMethod.SAMPLED, "core_sample": int(size), "estimated_bytes": need}
+    size, need = core_sample_size(X.shape, X.itemsize * X.shape[1], budget_bytes, len(wide), len(cells), threads,
+                                  chunk_rows, max(exact[e] for e in wide), most_cores)
+    record = sampled_record(size, need)
     approximate = iter(sampled_labels(X, seeded_rows(n, size, seed), [cell for cell in cells if cell[0] in wide],
                                       passes))
     return [(next(approximate), {**record, "mean_neighbours": float(mean[eps])}) if eps in wide
@@ -144,13 +150,17 @@ def settled_grid(X: np.ndarray, cells: Sequence[tuple[float, int]], settings: De
                               most_cores=settings.core_sample, threads=settings.threads, passes=passes)
 
 
-def agreement_on_subsample(X: np.ndarray, cell: tuple[float, int], settings: DensitySettings) -> dict:
-    """DBSCAN++ against exact DBSCAN on a seeded subsample of min(n, exact_rows) rows, with the core sample in
-    the same proportion to the rows as in the full run: the agreement record plus the rows and core sample."""
-    n = len(X)
-    rows = seeded_rows(n, settings.exact_rows, settings.seed + 1)
-    cores = max(1, round(len(rows) * min(settings.core_sample, n) / n))
+def agreement_subsample(X: np.ndarray, settings: DensitySettings) -> np.ndarray:
+    """The seeded min(n, exact_rows) rows of X on which DBSCAN++ is compared with exact DBSCAN."""
+    return X[seeded_rows(len(X), settings.exact_rows, settings.seed + 1)]
+
+
+def agreement_on_subsample(sub: np.ndarray, n: int, cell: tuple[float, int], settings: DensitySettings) -> dict:
+    """DBSCAN++ against exact DBSCAN on the subsample `sub` of a run's n rows (`agreement_subsample`), with the
+    core sample in the same proportion to the rows as in the full run: the agreement record plus the rows and core
+    sample."""
+    cores = max(1, round(len(sub) * min(settings.core_sample, n) / n))
     eps, min_samples = cell
-    exact = by_size(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(X[rows]))
-    approximate = dbscan_plus_plus(X[rows], eps, min_samples, cores, settings.seed)
-    return {**agreement(approximate, exact), "rows": int(len(rows)), "core_sample": int(cores)}
+    exact = by_size(DBSCAN(eps=eps, min_samples=min_samples).fit_predict(sub))
+    approximate = dbscan_plus_plus(sub, eps, min_samples, cores, settings.seed)
+    return {**agreement(approximate, exact), "rows": int(len(sub)), "core_sample": int(cores)}

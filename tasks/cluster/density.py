@@ -100,20 +100,33 @@ def kth_neighbour_distances(queries: np.ndarray, data: np.ndarray, k: int,
     candidates per query, chunk by chunk, re-ranked in float64 at the end."""
     if not 1 <= k <= len(data):
         raise ValueError(f"k-distance: k={k} must be between 1 and the {len(data):,} rows of data")
+    return kth_of(kth_candidates(queries, data, k, chunk_rows), k)
+
+
+def kth_candidates(queries: np.ndarray, data: np.ndarray, k: int, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """The float64 squared distances from each query to its nearest min(k + KTH_SPARE, len(data)) rows of data by
+    float32 ranking: enough candidates that the float64 k-th among them is the exact k-th (`kth_of`), also when
+    several blocks of data each give theirs."""
     keep = min(k + KTH_SPARE, len(data))
     vals, idx = np.full((len(queries), keep), np.inf, np.float32), np.zeros((len(queries), keep), np.int64)
     for a, b, d2 in distance_blocks(queries, data, chunk_rows, keep_b=False):
         keep_nearest(d2, b.start, vals[a.start:a.start + len(a.rows)], idx[a.start:a.start + len(a.rows)])
-    return kth_exact(queries, data, idx, k, chunk_rows)
+    return candidate_sq(queries, data, idx, chunk_rows)
 
 
-def kth_exact(queries: np.ndarray, data: np.ndarray, idx: np.ndarray, k: int, chunk_rows: int) -> np.ndarray:
-    out = np.empty(len(queries))
-    step = max(1, chunk_rows * chunk_rows // (idx.shape[1] * queries.shape[1]))
+def candidate_sq(queries: np.ndarray, data: np.ndarray, idx: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """float64 squared distance from each query i to the rows data[idx[i]], a few queries at a time."""
+    out = np.empty(idx.shape)
+    step = max(1, chunk_rows * chunk_rows // (max(1, idx.shape[1]) * queries.shape[1]))
     for s in range(0, len(queries), step):
         diff = data[idx[s:s + step]] - queries[s:s + step, None, :].astype(np.float64)
-        out[s:s + step] = np.partition(np.einsum("ijk,ijk->ij", diff, diff), k - 1, axis=1)[:, k - 1]
-    return np.sqrt(out)
+        out[s:s + step] = np.einsum("ijk,ijk->ij", diff, diff)
+    return out
+
+
+def kth_of(candidates: np.ndarray, k: int) -> np.ndarray:
+    """The distance of each query's k-th nearest candidate (columns: float64 squared distances, in any order)."""
+    return np.sqrt(np.partition(candidates, k - 1, axis=1)[:, k - 1])
 
 
 def seeded_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -122,22 +135,24 @@ def seeded_rows(n: int, size: int, seed: int) -> np.ndarray:
 
 
 class DensityPasses(Protocol):
-    """The passes over X that DBSCAN++ makes (rows of X named by index): numpy and fused loops on chunks here,
-    torch on a device in tasks.cluster.engine."""
+    """The passes over rows that DBSCAN++ makes: numpy and fused loops on chunks here, torch on a device in
+    tasks.cluster.engine. Each pass takes the rows themselves, so that X may be one worker's block of rows."""
 
     threads: int  # cells labelled side by side
 
-    def counts(self, X: np.ndarray, queries: np.ndarray, radii: Sequence[float], nearest: bool = False
+    def counts(self, queries: np.ndarray, X: np.ndarray, radii: Sequence[float], nearest: bool = False
                ) -> tuple[np.ndarray, np.ndarray | None]:
-        """counts_and_nearest of the rows `queries` against X."""
+        """counts_and_nearest of the rows `queries` against the rows X."""
 
-    def components(self, X: np.ndarray, sample: np.ndarray, cores: Sequence[np.ndarray], radii: Sequence[float]
-                   ) -> list[np.ndarray]:
-        """For each cell, the connected-component label of each of its cores (the rows sample[cores[c]], cores
-        within radii[c] linked)."""
+    def components(self, S: np.ndarray, cores: Sequence[np.ndarray], radii: Sequence[float]) -> list[np.ndarray]:
+        """For each cell, the connected-component label of each of its cores (the rows S[cores[c]], cores within
+        radii[c] linked)."""
 
-    def nearest(self, X: np.ndarray, rows: np.ndarray, targets: np.ndarray, eps: float) -> np.ndarray:
-        """Each row's nearest target row (a position in `targets`) where one lies within eps."""
+    def nearest(self, rows: np.ndarray, targets: np.ndarray, eps: float) -> np.ndarray:
+        """Each row's nearest target (a position in `targets`) where one lies within eps."""
+
+    def kth_candidates(self, queries: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
+        """kth_candidates of the queries among the rows X (the knee's pass)."""
 
 
 @dataclass(frozen=True)
@@ -148,17 +163,20 @@ class NumpyPasses:
     chunk_rows: int = CHUNK_ROWS
     threads: int = 1
 
-    def counts(self, X, queries, radii, nearest=False):
-        return counts_and_nearest(X[queries], X, radii, self.chunk_rows, nearest, self.threads)
+    def counts(self, queries, X, radii, nearest=False):
+        return counts_and_nearest(queries, X, radii, self.chunk_rows, nearest, self.threads)
 
-    def components(self, X, sample, cores, radii):
-        return grid_components(X, sample, cores, radii, self.chunk_rows)
+    def components(self, S, cores, radii):
+        return grid_components(S, cores, radii, self.chunk_rows)
 
-    def nearest(self, X, rows, targets, eps):
-        best, to_target = np.full(rows.size, np.inf, np.float32), np.zeros(rows.size, np.int64)
-        for a, b, d2 in distance_blocks(X, X[targets], self.chunk_rows, subset=rows):
+    def nearest(self, rows, targets, eps):
+        best, to_target = np.full(len(rows), np.inf, np.float32), np.zeros(len(rows), np.int64)
+        for a, b, d2 in distance_blocks(rows, targets, self.chunk_rows):
             track_nearest(a, b, d2, best, to_target)
         return to_target
+
+    def kth_candidates(self, queries, X, k):
+        return kth_candidates(queries, X, k, self.chunk_rows)
 
 
 def dbscan_plus_plus(X: np.ndarray, eps: float, min_samples: int, core_sample: int, seed: int,
@@ -174,62 +192,69 @@ def sampled_labels(X: np.ndarray, sample: np.ndarray, cells: Sequence[tuple[floa
                    ) -> list[np.ndarray]:
     """DBSCAN++ labels of each (eps, min_samples) cell from one core sample: one pass counting the sampled rows'
     neighbourhoods for every eps and finding each row's nearest sampled row, one pass linking the cores of every
-    cell, one float64 distance from each row to its nearest sampled row; the cells labelled on passes.threads."""
-    radii = sorted({eps for eps, _ in cells})
-    table, nearest = passes.counts(X, sample, radii, nearest=True)
-    counts = dict(zip(radii, table.T))
+    cell, then every row labelled (`block_labels`) and the clusters numbered by size."""
+    S = X[sample]
+    table, position = passes.counts(S, X, sorted({eps for eps, _ in cells}), nearest=True)
+    linked = core_links(S, table, cells, passes)
+    return [by_size(labels) for labels in block_labels(X, S, position, cells, linked, passes)]
+
+
+class CoreLinks(NamedTuple):
+    """Each cell's cores (a mask over the sampled rows) and each core's connected component."""
+
+    cores: list[np.ndarray]
+    components: list[np.ndarray]
+
+
+def core_links(S: np.ndarray, table: np.ndarray, cells: Sequence[tuple[float, int]], passes: DensityPasses
+               ) -> CoreLinks:
+    """The cores of every cell (sampled rows with at least min_samples rows within eps: `table` holds each sampled
+    row's counts, one column per radius in increasing order) and their components, in one linking pass."""
+    counts = dict(zip(sorted({eps for eps, _ in cells}), table.T))
     cores = [counts[eps] >= min_samples for eps, min_samples in cells]
-    components = passes.components(X, sample, cores, [eps for eps, _ in cells])
-    closest = nearest_sampled(X, sample, nearest)
-    return in_threads([partial(labels_from_cores, X, sample, core, comp, closest, eps, passes)
-                       for (eps, _), core, comp in zip(cells, cores, components)], passes.threads)
+    return CoreLinks(cores, passes.components(S, cores, [eps for eps, _ in cells]))
 
 
-class NearestSampled(NamedTuple):
-    """Each row's nearest sampled row (float32 ranking): its position in the sample and the float64 squared
-    distance to it."""
-
-    position: np.ndarray
-    sq: np.ndarray
-
-
-def nearest_sampled(X: np.ndarray, sample: np.ndarray, position: np.ndarray,
-                    chunk_rows: int = CHUNK_ROWS) -> NearestSampled:
-    """The float64 squared distance of each row to its nearest sampled row (`position` in the sample), chunk by
-    chunk; one pass serves every cell."""
-    return NearestSampled(position, _exact_rows(X, np.arange(len(X)), sample[position], chunk_rows))
+def block_labels(X: np.ndarray, S: np.ndarray, position: np.ndarray, cells: Sequence[tuple[float, int]],
+                 linked: CoreLinks, passes: DensityPasses) -> list[np.ndarray]:
+    """Each cell's component (or -1) of every row of X, from each row's nearest sampled row (`position` in S): one
+    float64 distance to it serves every cell; the cells labelled on passes.threads. The components are not yet
+    numbered by size (`by_size`), so that blocks of rows can be labelled apart and joined."""
+    sq = _exact_rows(X, S[position], CHUNK_ROWS)
+    return in_threads([partial(labels_from_cores, X, S, core, comp, position, sq, eps, passes)
+                       for (eps, _), core, comp in zip(cells, *linked)], passes.threads)
 
 
-def labels_from_cores(X: np.ndarray, sample: np.ndarray, core: np.ndarray, components: np.ndarray,
-                      nearest: NearestSampled, eps: float, passes: DensityPasses) -> np.ndarray:
-    """Each row's nearest sampled row's component (`components`, one per core) if that row is a core within eps;
-    if it is not a core, the nearest core's (searched for those rows only) if within eps; else noise. Nearest in
-    float32, within in float64."""
+def labels_from_cores(X: np.ndarray, S: np.ndarray, core: np.ndarray, components: np.ndarray, position: np.ndarray,
+                      sq: np.ndarray, eps: float, passes: DensityPasses) -> np.ndarray:
+    """Each row's nearest sampled row's component (`components`, one per core) if that row is a core within eps
+    (`sq`: the float64 squared distance to it); if it is not a core, the nearest core's (searched for those rows
+    only) if within eps; else noise. Nearest in float32, within in float64."""
     labels = np.full(len(X), -1, np.int64)
     if not core.any():
         return labels
-    cores = sample[core]
-    comp = np.full(len(sample), -1, np.int64)
+    cores = S[core]
+    comp = np.full(len(S), -1, np.int64)
     comp[core] = components
-    close = nearest.sq <= eps * eps
-    labels[close] = comp[nearest.position[close]]
+    close = sq <= eps * eps
+    labels[close] = comp[position[close]]
     redo = np.flatnonzero(close & (labels < 0))
     if redo.size:
-        to_core = passes.nearest(X, redo, cores, eps)
-        reached = _exact_rows(X, redo, cores[to_core], CHUNK_ROWS) <= eps * eps
-        labels[redo[reached]] = comp[core][to_core[reached]]
-    return by_size(labels)
+        to_core = passes.nearest(X[redo], cores, eps)
+        reached = _exact_rows(X[redo], cores[to_core], CHUNK_ROWS) <= eps * eps
+        labels[redo[reached]] = components[to_core[reached]]
+    return labels
 
 
-def _exact_rows(X: np.ndarray, rows: np.ndarray, targets: np.ndarray, chunk_rows: int) -> np.ndarray:
-    """float64 squared distance of X[rows[i]] to X[targets[i]], chunk by chunk."""
-    return np.concatenate([exact_sq(X[rows[s:s + chunk_rows]], X[targets[s:s + chunk_rows]])
-                           for s in range(0, len(rows), chunk_rows)] or [np.empty(0)])
+def _exact_rows(A: np.ndarray, B: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """float64 squared distance of A[i] to B[i], chunk by chunk."""
+    return np.concatenate([exact_sq(A[s:s + chunk_rows], B[s:s + chunk_rows])
+                           for s in range(0, len(A), chunk_rows)] or [np.empty(0)])
 
 
-def grid_components(X: np.ndarray, sample: np.ndarray, cores: Sequence[np.ndarray], radii: Sequence[float],
+def grid_components(S: np.ndarray, cores: Sequence[np.ndarray], radii: Sequence[float],
                     chunk_rows: int = CHUNK_ROWS) -> list[np.ndarray]:
-    """For each cell c, the connected-component label of each of its cores (sample[cores[c]]), cores within
+    """For each cell c, the connected-component label of each of its cores (S[cores[c]]), cores within
     radii[c] (float64) linked: one pass over the blocks of sampled rows that are a core of any cell serves every
     cell, each cell's links joined in its own union-find forest."""
     if not cores:
@@ -241,7 +266,7 @@ def grid_components(X: np.ndarray, sample: np.ndarray, cores: Sequence[np.ndarra
     r2, radius = np.unique(np.square(np.asarray(radii, np.float64)), return_inverse=True)
     parent = np.tile(np.arange(len(anywhere)), (len(core), 1))
     own, band = np.ascontiguousarray(core[:, anywhere]), np.empty((BAND_ROWS, 3), np.int64)
-    C, (lo, hi) = X[sample[anywhere]], radius_bounds(r2)
+    C, (lo, hi) = S[anywhere], radius_bounds(r2)
     for a, b, d2 in distance_blocks(C, C, chunk_rows, upper=True):
         diagonal = a.start == b.start
         held = link_block(d2, lo, hi, a.slack, b.slack, parent, own, radius, a.start, b.start, diagonal, band)

@@ -1,13 +1,11 @@
 """The heavy passes of DBSCAN++ and of the k-distance knee on torch tensors of one device: a GPU worker's CUDA
-device, the CPU elsewhere (tasks.cluster.density describes the methods).
+device, the CPU elsewhere (tasks.cluster.density describes the methods; each pass takes the rows themselves).
 
-Distances come from blocks of rows x columns: one float32 matrix product of rows centred on the data's mean gives
-||a||^2 + ||b||^2 - 2ab (matmul precision pinned to IEEE float32). A pair within the product's rounding bound of a
-radius is decided again in float64 on the host copy of the rows, so every count and every within-radius decision
-is the float64 one on any device. One pass over the blocks serves every radius of a grid: each distance's bin among
-the radii's bounds, counted per column. Rows are put in a seeded spatial order (nearest of a few seeded pivot rows)
-and a block pair whose bounding balls lie farther apart than the largest radius is skipped. Nearest rows are ranked
-by their float32 distances. The engine holds the rows' prepared copy, per-row vectors and one block at a time."""
+Distances come from blocks of rows x columns: one float32 matrix product of centred rows gives ||a||^2 + ||b||^2
+- 2ab (matmul precision pinned to IEEE float32); a pair within the product's rounding bound of a radius is decided
+again in float64 on the rows' host copy, so every within-radius decision is the float64 one on any device. Rows are
+put in a seeded spatial order (nearest of a few seeded pivot rows) and a block pair whose bounding balls lie
+farther apart than the largest radius is skipped. Nearest rows are ranked by their float32 distances."""
 
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tasks.cluster.density import KTH_SPARE, kth_exact, merge
+from tasks.cluster.density import KTH_SPARE, candidate_sq, merge
 from tasks.cluster.distances import EPS32, exact_sq, rounding_slack
 
 CHUNK_ROWS = 1024  # rows of a block side on the CPU
@@ -57,13 +55,15 @@ def on_device(threads: int = 1) -> Iterator[None]:
 
 
 class Points:
-    """X in host memory (for float64 re-checks) and on the device as float32 [x, |x|^2, 1] about X's mean (the
-    row side of a product; `columns` gives [-2x, 1, |x|^2], the column side), with float64 squared norms."""
+    """X in host memory (for float64 re-checks) and on the device as float32 [x, |x|^2, 1] about `origin` (X's
+    mean where None; the row side of a product; `columns` gives [-2x, 1, |x|^2], the column side), with float64
+    squared norms."""
 
-    def __init__(self, X: np.ndarray, device: torch.device) -> None:
+    def __init__(self, X: np.ndarray, device: torch.device, origin: np.ndarray | None = None) -> None:
         self.host, self.device = X, device
         n, d = X.shape
-        self.origin = np.mean(X, axis=0, dtype=np.float64)
+        self.origin = np.mean(X, axis=0, dtype=np.float64) if origin is None else origin
+        self.every = np.arange(n)  # every row's index
         self.aug = torch.empty((n, d + 2), dtype=torch.float32, device=device)
         self.sq = np.empty(n)
         for start in range(0, n, PREP_ROWS):
@@ -180,17 +180,17 @@ def _unsorted(r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, r2[order]
 
 
-def counts_and_nearest(points: Points, queries: np.ndarray, radii: Sequence[float], size: int,
+def counts_and_nearest(points: Points, queries: Points, radii: Sequence[float], size: int,
                        nearest: bool = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """(len(queries), len(radii)) int64 counts of X's rows within each radius of each query row (X's row indices;
-    itself included) and, with `nearest`, each row's nearest query (a position in `queries`; for a row with no
-    query within the largest radius, any query). One pass over blocks of rows x queries serves every radius."""
+    """(len(queries), len(radii)) int64 counts of X's rows (`points`) within each radius of each query row and,
+    with `nearest`, each row's nearest query (a position in `queries`; for a row with no query within the largest
+    radius, any query). One pass over blocks of rows x queries serves every radius."""
     order, r2 = _unsorted(np.square(np.asarray(radii, np.float64)))
-    placed = points.order(queries, seed)
-    data = Side(points, points.order(np.arange(len(points.host)), seed), size, columns=False)
-    pairs = Pairs(r2, data, Side(points, queries[placed], size, columns=True))
-    sure = torch.zeros((len(queries), len(r2)), dtype=torch.int64, device=points.device)
-    counts = np.zeros((len(queries), len(r2)), np.int64)
+    placed, m = queries.order(queries.every, seed), len(queries.host)
+    data = Side(points, points.order(points.every, seed), size, columns=False)
+    pairs = Pairs(r2, data, Side(queries, placed, size, columns=True))
+    sure = torch.zeros((m, len(r2)), dtype=torch.int64, device=points.device)
+    counts = np.zeros((m, len(r2)), np.int64)
     best = torch.full((len(points.host),), float("inf"), device=points.device)
     closest = torch.zeros(len(points.host), dtype=torch.int64, device=points.device)
     for a0, b0, d2, lo, hi in pairs:
@@ -212,29 +212,27 @@ def counts_and_nearest(points: Points, queries: np.ndarray, radii: Sequence[floa
     return result, placed[closest.cpu().numpy()] if nearest else None
 
 
-def nearest_within(points: Points, rows: np.ndarray, targets: np.ndarray, eps: float, size: int,
-                   seed: int = 0) -> np.ndarray:
+def nearest_within(rows: Points, targets: Points, eps: float, size: int, seed: int = 0) -> np.ndarray:
     """Each row's nearest target (a position in `targets`, float32 ranking) where one lies within eps; any target
     for a row with none within eps."""
-    placed = points.order(targets, seed)
-    pairs = Pairs(np.array([eps * eps]), Side(points, rows, size, columns=False),
-                  Side(points, targets[placed], size, columns=True))
-    best = torch.full((len(rows),), float("inf"), device=points.device)
-    closest = torch.zeros(len(rows), dtype=torch.int64, device=points.device)
-    positions = torch.arange(len(rows), device=points.device)
+    placed, n = targets.order(targets.every, seed), len(rows.host)
+    pairs = Pairs(np.array([eps * eps]), Side(rows, rows.every, size, columns=False),
+                  Side(targets, placed, size, columns=True))
+    best = torch.full((n,), float("inf"), device=rows.device)
+    closest = torch.zeros(n, dtype=torch.int64, device=rows.device)
+    positions = torch.arange(n, device=rows.device)
     for a0, b0, d2, _, _ in pairs:
         _track(best, closest, positions[a0:a0 + d2.shape[0]], d2, b0)
     return placed[closest.cpu().numpy()]
 
 
-def core_components(points: Points, cores: np.ndarray, eps: float, size: int, seed: int = 0) -> np.ndarray:
-    """Connected-component label of each core (rows of X), cores within eps (float64) linked: links between
-    different current components are held for at most size^2 pairs, then merged."""
-    placed = points.order(cores, seed)
-    rows = cores[placed]
-    pairs = Pairs(np.array([eps * eps]), Side(points, rows, size, columns=False),
-                  Side(points, rows, size, columns=True), upper=True)
-    comp, pending, held = np.arange(len(cores)), [], 0
+def core_components(points: Points, eps: float, size: int, seed: int = 0) -> np.ndarray:
+    """Connected-component label of each core (the rows of `points`), cores within eps (float64) linked: links
+    between different current components are held for at most size^2 pairs, then merged."""
+    placed = points.order(points.every, seed)
+    pairs = Pairs(np.array([eps * eps]), Side(points, placed, size, columns=False),
+                  Side(points, placed, size, columns=True), upper=True)
+    comp, pending, held = np.arange(len(placed)), [], 0
     for a0, b0, d2, lo, hi in pairs:
         i, j = torch.nonzero(d2 <= float(hi[0]), as_tuple=True)
         keep = pairs.settle(a0, b0, i, j, d2[i, j], lo, hi)[:, 0]
@@ -250,12 +248,9 @@ def core_components(points: Points, cores: np.ndarray, eps: float, size: int, se
     return out
 
 
-def kth_neighbour_distances(points: Points, queries: np.ndarray, k: int, size: int) -> np.ndarray:
-    """Exact distance from each query to its k-th nearest row of X (itself first when it is in X): the nearest
-    k + KTH_SPARE candidates per query by float32 distance, block by block, re-ranked in float64."""
+def kth_candidates(points: Points, queries: np.ndarray, k: int, size: int) -> np.ndarray:
+    """tasks.cluster.density.kth_candidates against X's rows (`points`), on its device, block by block."""
     n = len(points.host)
-    if not 1 <= k <= n:
-        raise ValueError(f"k-distance: k={k} must be between 1 and the {n:,} rows of data")
     keep = min(k + KTH_SPARE, n)
     data = Side(points, np.arange(n), size, columns=True)
     idx = np.empty((len(queries), keep), np.int64)
@@ -269,7 +264,7 @@ def kth_neighbour_distances(points: Points, queries: np.ndarray, k: int, size: i
             vals, top = torch.cat([vals, q @ b.T], dim=1).topk(keep, dim=1, largest=False)
             found = torch.cat([found, columns], dim=1).gather(1, top)
         idx[start:start + len(q)] = found.cpu().numpy()
-    return kth_exact(queries, points.host, idx, k, size)
+    return candidate_sq(queries, points.host, idx, size)
 
 
 class TorchPasses:
@@ -287,12 +282,17 @@ class TorchPasses:
             self._points = Points(X, self.device)
         return self._points
 
-    def counts(self, X, queries, radii, nearest=False):
-        return counts_and_nearest(self.points(X), queries, radii, self.size, nearest, self.seed)
+    def counts(self, queries, X, radii, nearest=False):
+        data = self.points(X)
+        return counts_and_nearest(data, Points(queries, self.device, data.origin), radii, self.size, nearest, self.seed)
 
-    def components(self, X, sample, cores, radii):
-        return [core_components(self.points(X), sample[core], eps, self.size, self.seed)
+    def components(self, S, cores, radii):
+        return [core_components(Points(S[core], self.device), eps, self.size, self.seed)
                 for core, eps in zip(cores, radii)]
 
-    def nearest(self, X, rows, targets, eps):
-        return nearest_within(self.points(X), rows, targets, eps, self.size, self.seed)
+    def nearest(self, rows, targets, eps):
+        aim = Points(targets, self.device)
+        return nearest_within(Points(rows, self.device, aim.origin), aim, eps, self.size, self.seed)
+
+    def kth_candidates(self, queries, X, k):
+        return kth_candidates(self.points(X), queries, k, self.size)

@@ -1,7 +1,8 @@
 """GPU backend of `tasks.cluster.ClusterBackend`: Dask GPU workers (LocalCUDACluster or a GPU scheduler), one
-GPU each. DBSCAN++ and the k-distance knee run on the torch engine (tasks.cluster.engine) on the worker's GPU
-(the CPU where the worker has none); KMeans, the silhouette and exact DBSCAN on cuML where RAPIDS is installed,
-else as in the CPU backend. GPU libraries are imported inside the jobs, so this module imports on any machine.
+GPU each. DBSCAN++ and the k-distance knee run on the torch engine (tasks.cluster.engine) with the rows split
+across the workers, each block on its worker's GPU (the CPU where the worker has none; tasks.cluster.spread);
+KMeans, the silhouette and exact DBSCAN on cuML where RAPIDS is installed, else as in the CPU backend. GPU
+libraries are imported inside the jobs, so this module imports on any machine.
 
 Inputs leave the flow process's host memory for the workers, and reach a GPU's device memory only on a worker;
 every result is copied back to host memory before it is returned. The agreement check runs on a worker's CPU."""
@@ -14,8 +15,11 @@ import math
 import numpy as np
 
 from tasks.cluster.backend import KMeansFit
-from tasks.cluster.dbscan import DensitySettings, agreement_on_subsample, exact_record, settled_grid
-from tasks.cluster.kmeans import kmeans_fit
+from tasks.cluster.dbscan import (
+    DensitySettings, agreement_on_subsample, agreement_subsample, exact_record, settled_grid,
+)
+from tasks.cluster.lloyd import spread_kmeans
+from tasks.cluster.spread import Engine, SpreadRows, spread_grid, spread_kth
 
 
 def rapids_installed() -> bool:
@@ -28,16 +32,6 @@ def _numpy(array) -> np.ndarray:
     if hasattr(array, "to_numpy"):
         return array.to_numpy()
     return array.get() if hasattr(array, "get") else np.asarray(array)
-
-
-def _kth_distance_job(queries: np.ndarray, X: np.ndarray, k: int) -> np.ndarray:
-    """On the worker that runs it: X prepared on its GPU, the torch engine's exact k-th distances, back in host
-    memory."""
-    from tasks.cluster.engine import Points, block_rows, engine_device, kth_neighbour_distances, on_device
-
-    device = engine_device(gpu=True)
-    with on_device():
-        return kth_neighbour_distances(Points(X, device), queries, k, block_rows(device))
 
 
 def _grid_job(X: np.ndarray, cells: list[tuple[float, int]], settings: DensitySettings) -> list[tuple[np.ndarray, dict]]:
@@ -62,8 +56,8 @@ def _silhouette_job(X: np.ndarray, labels: np.ndarray) -> float:
 
 
 class GpuBackend:
-    """The torch engine's DBSCAN++ and knee on one worker's GPU; cuML's multi-GPU KMeans and exact DBSCAN over the
-    client's workers where RAPIDS is installed."""
+    """The torch engine's DBSCAN++ and knee on every worker's GPU, a block of the rows each; cuML's multi-GPU
+    KMeans and exact DBSCAN over the client's workers where RAPIDS is installed."""
 
     name = "torch engine (and cuML where installed) on Dask GPU workers"
 
@@ -71,6 +65,7 @@ class GpuBackend:
         self.client = client
         self.workers = max(1, len(client.nthreads()))  # scheduler_info() lists at most 5 workers
         self.dbscan_batch_mb = dbscan_batch_mb
+        self._blocks = SpreadRows(client)
 
     def _distributed(self, X: np.ndarray):
         """X as a Dask array of CuPy blocks, persisted on the workers: float32 rows cut into one block per worker
@@ -82,6 +77,9 @@ class GpuBackend:
         blocks = da.from_array(np.ascontiguousarray(X, dtype=np.float32), chunks=(rows, X.shape[1]))
         return self.client.persist(blocks.map_blocks(cp.asarray, dtype=np.float32))
 
+    def _engine(self, seed: int = 0) -> Engine:
+        return Engine(torch=True, seed=seed)
+
     def _one(self, job, *args):
         """`job(*args)` as one task on a worker the scheduler picks (where its scattered inputs are, as a rule);
         its result comes back to the flow process."""
@@ -91,10 +89,10 @@ class GpuBackend:
         """X persisted as one block per worker's GPU, once for every k; cuML's multi-GPU KMeans fits each k on all
         the workers' GPUs together, and predicts each block's labels on its GPU. The labels are gathered to the
         flow process (as one CuPy array where the blocks are CuPy) and copied to host memory, as are the centres.
-        Without RAPIDS, each k is fitted by scikit-learn on one worker's CPU."""
+        Without RAPIDS, X split into one block per worker and every k fitted side by side by the torch engine's
+        Lloyd iterations on the workers' GPUs (`spread_kmeans`)."""
         if not rapids_installed():
-            return self.client.gather([self.client.submit(kmeans_fit, self.client.scatter(X, hash=False), k, seed,
-                                                          pure=False) for k in ks])
+            return spread_kmeans(self._blocks(X), ks, seed, self._engine(seed))
         from cuml.dask.cluster import KMeans
 
         data = self._distributed(X)
@@ -108,10 +106,13 @@ class GpuBackend:
     def dbscan(self, X, cells, settings):
         """cuML's multi-GPU DBSCAN where the rows fit the exact method: the float32 rows, in host memory, copied
         whole to every worker and its GPU, each GPU labelling its share of the rows in batches of at most
-        `dbscan_batch_mb`, the labels copied back to host memory. Beyond, or without RAPIDS, X is sent to one
-        worker and the grid runs there (`_grid_job`): exact scikit-learn DBSCAN where it fits, DBSCAN++ with the
-        torch engine's passes on its GPU beyond."""
-        if len(X) > settings.exact_rows or not rapids_installed():
+        `dbscan_batch_mb`, the labels copied back to host memory. Beyond the exact rows, DBSCAN++ with X split into
+        one block per worker, the torch engine's passes on each worker's GPU (`spread_grid`). Up to them without
+        RAPIDS, X is sent to one worker and the grid runs there (`_grid_job`): exact scikit-learn DBSCAN where it
+        fits the memory budget, DBSCAN++ with the torch engine's passes on its GPU where not."""
+        if len(X) > settings.exact_rows:
+            return spread_grid(self._blocks(X), cells, settings, self._engine(settings.seed))
+        if not rapids_installed():
             return self._one(_grid_job, self.client.scatter(X, hash=False), list(cells), settings)
         from cuml.dask.cluster import DBSCAN
 
@@ -124,13 +125,13 @@ class GpuBackend:
         ]
 
     def dbscan_agreement(self, X, cell, settings):
-        """X sent to one worker; exact DBSCAN (scikit-learn) and DBSCAN++ on a subsample run there on the CPU."""
-        return self._one(agreement_on_subsample, self.client.scatter(X, hash=False), cell, settings)
+        """The subsample of X sent to one worker; exact DBSCAN (scikit-learn) and DBSCAN++ run there on the CPU."""
+        return self._one(agreement_on_subsample, agreement_subsample(X, settings), len(X), cell, settings)
 
     def kth_neighbour_distance(self, queries, X, k):
-        """The queries and X sent to one worker, the torch engine's pass on its GPU (`_kth_distance_job`)."""
-        return self._one(_kth_distance_job, self.client.scatter(queries, hash=False),
-                         self.client.scatter(X, hash=False), k)
+        """X split into one block per worker, the queries sent to every worker, each block's candidates found by
+        the torch engine on its GPU and ranked in the flow process (`spread_kth`)."""
+        return spread_kth(self._blocks(X), queries, k, self._engine())
 
     def silhouette(self, X, labels):
         """X sent to one worker, the labels with the task, the score computed there (`_silhouette_job`)."""

@@ -1,6 +1,6 @@
 """The torch engine on the CPU device against the numpy passes and scikit-learn: identical counts, nearest rows,
 k-th distances and DBSCAN++ labels, pairs at the radii decided in float64, far blocks skipped; the GPU backend on a
-real Dask cluster with the engine on the CPU standing in for CUDA."""
+real Dask cluster with the engine on the CPU standing in for CUDA (rows split across its workers)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from sklearn.neighbors import NearestNeighbors
 
 from tasks.cluster import density
 from tasks.cluster.dbscan import DensitySettings, dbscan_grid_labels
+from tasks.cluster.kmeans import kmeans_fit
 from tasks.cluster.engine import (
-    Pairs, Points, Side, TorchPasses, core_components, counts_and_nearest, kth_neighbour_distances, on_device,
+    Pairs, Points, Side, TorchPasses, core_components, counts_and_nearest, kth_candidates, on_device,
 )
 from points import distances, lattice, planted_points
 
@@ -33,7 +34,7 @@ def test_counts_and_nearest_equal_the_numpy_pass(planted):
     radii = [5.5, 4.0, 7.0]  # unsorted on purpose
     expected, nearest = density.counts_and_nearest(X[queries], X, radii, 256, nearest=True)
     points = Points(X, CPU)
-    counts, got = counts_and_nearest(points, queries, radii, 256, nearest=True)
+    counts, got = counts_and_nearest(points, Points(X[queries], CPU, points.origin), radii, 256, nearest=True)
     np.testing.assert_array_equal(counts, expected)
     near = density.exact_sq(X, X[queries[nearest]]) <= 49.0  # rows with a query within the largest radius
     np.testing.assert_array_equal(got[near], nearest[near])
@@ -47,7 +48,7 @@ def test_blocks_beyond_the_largest_radius_are_skipped_without_changing_a_count()
     rows = points.order(np.arange(len(X)), 0)
     pairs = Pairs(np.array([9.0]), Side(points, rows, 128, False), Side(points, rows, 128, True))
     assert pairs.near.mean() < 0.6  # the two groups' blocks are 100 apart
-    counts, _ = counts_and_nearest(points, np.arange(len(X)), [3.0], 128)
+    counts, _ = counts_and_nearest(points, points, [3.0], 128)
     np.testing.assert_array_equal(counts, density.neighbour_counts(X, X, [3.0], 128))
 
 
@@ -56,21 +57,21 @@ def test_pairs_at_the_radius_are_decided_in_float64(spacing, offset):
     grid = lattice(10, spacing, offset)
     radii = [spacing, spacing * np.sqrt(2), 3 * spacing]
     expected = np.stack([(distances(grid, grid) <= r).sum(axis=1) for r in radii], axis=1)
-    points, every = Points(grid, CPU), np.arange(len(grid))
-    counts, _ = counts_and_nearest(points, every, radii, 300)
+    points = Points(grid, CPU)
+    counts, _ = counts_and_nearest(points, points, radii, 300)
     np.testing.assert_array_equal(counts, expected)
     np.testing.assert_array_equal(density.neighbour_counts(grid, grid, radii, 300), expected)
     # the same components as the numpy pass (all radii in one), every link decided in float64
-    shared = density.NumpyPasses(300).components(grid, every, [np.ones(len(every), bool)] * len(radii), radii)
+    shared = density.NumpyPasses(300).components(grid, [np.ones(len(grid), bool)] * len(radii), radii)
     for eps, expected in zip(radii, shared):
-        assert adjusted_rand_score(expected, core_components(points, every, eps, 300)) == 1.0
+        assert adjusted_rand_score(expected, core_components(points, eps, 300)) == 1.0
 
 
 @pytest.mark.parametrize("k", [1, 10])
 def test_kth_distances_equal_numpy_and_sklearn(planted, k):
     X = planted
     queries = np.concatenate([X[::9], 3 * np.random.default_rng(2).standard_normal((100, 20)).astype(np.float32)])
-    got = kth_neighbour_distances(Points(X, CPU), queries, k, 512)
+    got = density.kth_of(kth_candidates(Points(X, CPU), queries, k, 512), k)
     np.testing.assert_array_equal(got, density.kth_neighbour_distances(queries, X, k, 512))
     reference = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(queries)[0][:, -1]
     np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-5)  # sklearn: float32 rounding
@@ -115,3 +116,5 @@ def test_gpu_backend_runs_the_engine_on_a_dask_cluster_without_cuda_or_rapids(pl
         np.testing.assert_array_equal(labels, expected)
     np.testing.assert_array_equal(kth, density.kth_neighbour_distances(X[:50], X, 10))
     assert [fit.k for fit in fits] == [2, 4] and all(len(np.unique(fit.labels)) == fit.k for fit in fits)
+    for fit in fits:  # the torch engine's Lloyd iterations over the blocks: scikit-learn's partition
+        assert adjusted_rand_score(kmeans_fit(X, fit.k, seed=0).labels, fit.labels) >= 0.99

@@ -40,7 +40,7 @@ def test_one_pass_links_the_cores_of_every_cell(monkeypatch, band_rows):
     sample = np.sort(rng.choice(len(X), 600, replace=False))
     radii = [0.1, 0.25, 0.1, 0.3 * np.sqrt(3)]
     cores = [rng.random(len(sample)) < share for share in (1.0, 0.7, 0.5, 0.9)]
-    got = grid_components(X, sample, cores, radii, chunk_rows=128)
+    got = grid_components(X[sample], cores, radii, chunk_rows=128)
     assert len(got) == len(cores)
     for labels, core, eps in zip(got, cores, radii):
         assert labels.shape == (core.sum(),)
@@ -51,6 +51,6 @@ def test_one_pass_links_the_cores_of_every_cell(monkeypatch, band_rows):
 
 def test_no_cores_and_no_cells():
     X = np.zeros((5, 2), np.float32)
-    assert grid_components(X, np.arange(5), [], []) == []
-    (labels,) = grid_components(X, np.arange(5), [np.zeros(5, bool)], [1.0])
+    assert grid_components(X[:5], [], []) == []
+    (labels,) = grid_components(X[:5], [np.zeros(5, bool)], [1.0])
     assert labels.shape == (0,)
