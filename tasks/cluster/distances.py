@@ -47,13 +47,22 @@ def chunks(X: np.ndarray, origin: np.ndarray, chunk_rows: int, columns: bool,
 def distance_blocks(A: np.ndarray, B: np.ndarray, chunk_rows: int, upper: bool = False,
                     subset: np.ndarray | None = None, keep_b: bool = True) -> Iterator[tuple[Chunk, Chunk, np.ndarray]]:
     """(a, b, float32 squared distances) for each chunk a of A (or of A[subset]) and b of B, with `upper` only b
-    from a's start on; B's chunks are prepared once when `keep_b` (4 (d + 2) bytes a row of B)."""
+    from a's start on. The chunks of one side are prepared once and kept (4 (d + 2) bytes a row): B's, or with
+    `keep_b` false A's (B's then prepared one at a time, B's chunks in the outer loop). Each block is written over
+    the previous one (one buffer: no allocation a block, which costs page faults where malloc hands large blocks
+    back to the system at once, as in Dask's worker processes), so a block is read before the next."""
     origin = np.mean(B, axis=0, dtype=np.float64)
-    kept = list(chunks(B, origin, chunk_rows, columns=True)) if keep_b else None
-    for a in chunks(A, origin, chunk_rows, columns=False, subset=subset):
-        for b in kept if keep_b else chunks(B, origin, chunk_rows, columns=True):
-            if not upper or b.start >= a.start:
-                yield a, b, a.aug @ b.aug.T
+    buffer = np.empty(chunk_rows * chunk_rows, np.float32)
+    if keep_b:
+        kept = list(chunks(B, origin, chunk_rows, columns=True))
+        pairs = ((a, b) for a in chunks(A, origin, chunk_rows, columns=False, subset=subset) for b in kept)
+    else:
+        kept = list(chunks(A, origin, chunk_rows, columns=False, subset=subset))
+        pairs = ((a, b) for b in chunks(B, origin, chunk_rows, columns=True) for a in kept)
+    for a, b in pairs:
+        if not upper or b.start >= a.start:
+            out = buffer[:len(a.rows) * len(b.rows)].reshape(len(a.rows), len(b.rows))
+            yield a, b, np.matmul(a.aug, b.aug.T, out=out)
 
 
 def exact_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
