@@ -431,6 +431,28 @@ def test_dbscan_beyond_its_exact_rows_runs_dbscan_plus_plus_and_records_its_agre
     assert (table.drop(index=-1, errors="ignore") > 0).sum(axis=1).max() == 1, "no DBSCAN++ cluster mixes layer groups"
 
 
+def test_the_gpu_backend_runs_the_whole_clustering_with_the_engine_on_the_cpu(client, dataset):
+    """Everything up to the CUDA calls: the GPU backend on CPU workers (no CUDA, no RAPIDS), its torch engine on
+    the CPU device, against the CPU backend on the same sample."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from tasks.cluster.gpu import GpuBackend
+
+    sample = _sample(client, dataset, SampleSpec("all"))
+    config = ClusterConfig(pca_components=5, k_max=4, min_samples_grid=[5, 10], dbscan_exact_rows=500,
+                           dbscan_core_sample=1000, recluster_depth=2)
+    cpu = run_clustering(CpuBackend(client), sample, config, MemoryBudget(2**30))
+    gpu = run_clustering(GpuBackend(client), sample, config, MemoryBudget(2**30))
+    np.testing.assert_array_equal(gpu.kth_distances, cpu.kth_distances)
+    assert gpu.suggested_eps == cpu.suggested_eps
+    pd.testing.assert_frame_equal(gpu.grid, cpu.grid)  # every cell: method, core sample, clusters, noise, sizes
+    np.testing.assert_array_equal(gpu.labels["dbscan"], cpu.labels["dbscan"])
+    assert gpu.params["dbscan"] == cpu.params["dbscan"]  # the agreement with exact DBSCAN too
+    assert gpu.chosen_k == cpu.chosen_k and set(gpu.labels) == set(cpu.labels)
+    for name in gpu.labels:  # KMeans and each re-clustering: Lloyd over the blocks, scikit-learn's partition
+        assert adjusted_rand_score(cpu.labels[name], gpu.labels[name]) >= 0.99, name
+
+
 def test_a_stage_over_the_memory_budget_stops_the_run_at_once_in_one_line(prefect_server, dataset, tmp_path, capsys):
     from flows.cluster import main
 
