@@ -85,11 +85,10 @@ class RowBlocks:
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """The rows of X at the sorted indices `rows`, fetched from the blocks holding them."""
-        bounds = np.searchsorted(rows, self.starts[1:] + [self.shape[0]])
-        locals_ = np.split(rows, bounds[:-1])
-        return np.concatenate([part for part in self.client.gather([
-            self.client.submit(np.take, block, local - start, axis=0, workers=[worker], pure=False)
-            for block, local, start, worker in zip(self.parts, locals_, self.starts, self.workers)])])
+        by_block = np.split(rows, np.searchsorted(rows, self.starts[1:]))
+        return np.concatenate(self.client.gather([
+            self.client.submit(np.take, block, wanted - start, axis=0, workers=[worker], pure=False)
+            for block, wanted, start, worker in zip(self.parts, by_block, self.starts, self.workers)]))
 
     def shared(self, data):
         """`data` sent once to every worker, for the jobs on all blocks."""
