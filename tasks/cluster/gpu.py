@@ -1,8 +1,9 @@
 """GPU backend of `tasks.cluster.ClusterBackend`: Dask GPU workers (LocalCUDACluster or a GPU scheduler), one
 GPU each. DBSCAN++ and the k-distance knee run on the torch engine (tasks.cluster.engine) with the rows split
-across the workers, each block on its worker's GPU (the CPU where the worker has none; tasks.cluster.spread);
-KMeans, the silhouette and exact DBSCAN on cuML where RAPIDS is installed, else as in the CPU backend. GPU
-libraries are imported inside the jobs, so this module imports on any machine.
+across the workers, each block on its worker's GPU (the CPU where the worker has none; tasks.cluster.spread).
+KMeans is cuML's where RAPIDS is installed, else Lloyd iterations on the torch engine over the same blocks
+(tasks.cluster.lloyd); the silhouette and exact DBSCAN are cuML's where installed, else as in the CPU backend.
+GPU libraries are imported inside the jobs, so this module imports on any machine.
 
 Inputs leave the flow process's host memory for the workers, and reach a GPU's device memory only on a worker;
 every result is copied back to host memory before it is returned. The agreement check runs on a worker's CPU."""
