@@ -220,7 +220,7 @@ def block_labels(X: np.ndarray, S: np.ndarray, position: np.ndarray, cells: Sequ
     """Each cell's component (or -1) of every row of X, from each row's nearest sampled row (`position` in S): one
     float64 distance to it serves every cell; the cells labelled on passes.threads. The components are not yet
     numbered by size (`by_size`), so that blocks of rows can be labelled apart and joined."""
-    sq = _exact_rows(X, S[position], CHUNK_ROWS)
+    sq = _exact_rows(X, S, position, CHUNK_ROWS)
     return in_threads([partial(labels_from_cores, X, S, core, comp, position, sq, eps, passes)
                        for (eps, _), core, comp in zip(cells, *linked)], passes.threads)
 
@@ -240,15 +240,16 @@ def labels_from_cores(X: np.ndarray, S: np.ndarray, core: np.ndarray, components
     labels[close] = comp[position[close]]
     redo = np.flatnonzero(close & (labels < 0))
     if redo.size:
-        to_core = passes.nearest(X[redo], cores, eps)
-        reached = _exact_rows(X[redo], cores[to_core], CHUNK_ROWS) <= eps * eps
+        far = X[redo]
+        to_core = passes.nearest(far, cores, eps)
+        reached = _exact_rows(far, cores, to_core, CHUNK_ROWS) <= eps * eps
         labels[redo[reached]] = components[to_core[reached]]
     return labels
 
 
-def _exact_rows(A: np.ndarray, B: np.ndarray, chunk_rows: int) -> np.ndarray:
-    """float64 squared distance of A[i] to B[i], chunk by chunk."""
-    return np.concatenate([exact_sq(A[s:s + chunk_rows], B[s:s + chunk_rows])
+def _exact_rows(A: np.ndarray, B: np.ndarray, index: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """float64 squared distance of A[i] to B[index[i]], chunk by chunk (B[index] is never held whole)."""
+    return np.concatenate([exact_sq(A[s:s + chunk_rows], B[index[s:s + chunk_rows]])
                            for s in range(0, len(A), chunk_rows)] or [np.empty(0)])
 
 

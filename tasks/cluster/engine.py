@@ -63,12 +63,15 @@ class Points:
         self.host, self.device = X, device
         n, d = X.shape
         self.origin = np.mean(X, axis=0, dtype=np.float64) if origin is None else origin
-        self.every = np.arange(n)  # every row's index
         self.aug = torch.empty((n, d + 2), dtype=torch.float32, device=device)
         self.sq = np.empty(n)
         for start in range(0, n, PREP_ROWS):
             self.aug[start:start + PREP_ROWS], self.sq[start:start + PREP_ROWS] = self.rows_of(
                 X[start:start + PREP_ROWS])
+
+    @property
+    def every(self) -> np.ndarray:
+        return np.arange(len(self.host))
 
     def rows_of(self, Q: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Rows of any array prepared like X's (row side), with their float64 squared norms."""
@@ -250,9 +253,8 @@ def core_components(points: Points, eps: float, size: int, seed: int = 0) -> np.
 
 def kth_candidates(points: Points, queries: np.ndarray, k: int, size: int) -> np.ndarray:
     """tasks.cluster.density.kth_candidates against X's rows (`points`), on its device, block by block."""
-    n = len(points.host)
-    keep = min(k + KTH_SPARE, n)
-    data = Side(points, np.arange(n), size, columns=True)
+    keep = min(k + KTH_SPARE, len(points.host))
+    data = Side(points, points.every, size, columns=True)
     idx = np.empty((len(queries), keep), np.int64)
     for start in range(0, len(queries), size):
         q, _ = points.rows_of(queries[start:start + size])
